@@ -1,0 +1,187 @@
+"""The array seam: the one engine module that imports NumPy and CuPy for math.
+
+A tensor lives on the device of its array: a ``numpy.ndarray`` is on the CPU, a ``cupy.ndarray`` on
+the GPU. Every op asks ``get_array_module(*arrays)`` for ``xp`` and writes its math once with it, so the
+same code runs on both. What differs between the two libraries lives here and only here.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+DEFAULT_DTYPE = numpy.float32
+DEVICES = ("cpu", "cuda")
+
+_cupy = None  # the cupy module once imported; False when the import failed
+_cupy_error = None
+
+
+def _import_cupy():
+    """Import CuPy lazily: a CPU-only install never pays for (or needs) it."""
+    global _cupy, _cupy_error
+    if _cupy is None:
+        try:
+            import cupy  # noqa: PLC0415
+
+            _cupy = cupy
+        except Exception as err:  # ImportError, or a CUDA library that fails to load
+            _cupy, _cupy_error = False, err
+    return _cupy or None
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    cupy = _import_cupy()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _require_cupy():
+    cupy = _import_cupy()
+    if cupy is None:
+        raise RuntimeError(
+            "device 'cuda' needs CuPy and an NVIDIA GPU, but CuPy could not be imported "
+            f"({_cupy_error}). Install it with: pip install 'npgan[cuda]' (cupy-cuda12x)"
+        )
+    if not cupy_available():
+        raise RuntimeError(
+            "device 'cuda' was asked for, but CuPy finds no GPU on this machine; use device='cpu'"
+        )
+    return cupy
+
+
+def is_cupy_array(array) -> bool:
+    return _cupy not in (None, False) and isinstance(array, _cupy.ndarray)
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any argument is a CuPy array, else ``numpy`` (Chainer's and DeZero's pattern)."""
+    for array in arrays:
+        if is_cupy_array(array):
+            return _cupy
+    return numpy
+
+
+def device_of(array) -> str:
+    return "cuda" if is_cupy_array(array) else "cpu"
+
+
+def check_device(device) -> str:
+    if device is None:
+        return "cpu"
+    name = str(device)
+    if name.startswith("cuda"):
+        name = "cuda"
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    return name
+
+
+def asnumpy(array):
+    """A NumPy copy of ``array`` (a no-op for NumPy arrays). The only way data leaves the GPU."""
+    if is_cupy_array(array):
+        return array.get()
+    return numpy.asarray(array)
+
+
+def to_device(array, device):
+    """Move ``array`` to ``'cpu'`` or ``'cuda'``; returns the same array when it is already there."""
+    device = check_device(device)
+    if device == "cpu":
+        return asnumpy(array)
+    cupy = _require_cupy()
+    return cupy.asarray(array)
+
+
+def array_module_for(device):
+    """The array module that holds arrays of ``device``."""
+    return numpy if check_device(device) == "cpu" else _require_cupy()
+
+
+def synchronize(device="cpu") -> None:
+    """Wait for queued GPU work to finish (a no-op on the CPU); call before reading a clock."""
+    if check_device(device) == "cuda":
+        _require_cupy().cuda.get_current_stream().synchronize()
+
+
+def scatter_add(target, indices, values) -> None:
+    """``target[indices] += values`` with repeated indices summed, in place."""
+    if is_cupy_array(target):
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        numpy.add.at(target, indices, values)
+
+
+def as_strided(array, shape, strides):
+    """A strided view of ``array`` (strides in bytes); read-only use only, never write through it."""
+    if is_cupy_array(array):
+        return _cupy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides)
+    return numpy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, writeable=False)
+
+
+def is_array(obj) -> bool:
+    return isinstance(obj, numpy.ndarray) or is_cupy_array(obj)
+
+
+def is_floating(dtype) -> bool:
+    return numpy.issubdtype(numpy.dtype(dtype), numpy.floating)
+
+
+def result_dtype(*dtypes):
+    return numpy.result_type(*dtypes)
+
+
+def host_dtype(dtype):
+    """Normalise a dtype spec (``'float32'``, ``numpy.float64``...) to a ``numpy.dtype``."""
+    return numpy.dtype(dtype)
+
+
+# -- random numbers ----------------------------------------------------------------------------------
+# Noise and data order come from one host-side NumPy generator and are copied to the device, so a seed
+# gives the same run on the CPU and on the GPU (CuPy's own random streams differ from NumPy's).
+
+_host_rng = numpy.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed npgan's host random generator (weights init, noise, dropout masks, shuffling)."""
+    global _host_rng
+    _host_rng = numpy.random.default_rng(seed)
+
+
+def host_rng() -> numpy.random.Generator:
+    return _host_rng
+
+
+def get_rng_state() -> dict:
+    return _host_rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    _host_rng.bit_generator.state = state
+
+
+def random_normal(shape, dtype=DEFAULT_DTYPE, device="cpu", rng=None):
+    rng = rng or _host_rng
+    return to_device(rng.standard_normal(shape, dtype=numpy.float32).astype(dtype, copy=False), device)
+
+
+def random_uniform(shape, low=0.0, high=1.0, dtype=DEFAULT_DTYPE, device="cpu", rng=None):
+    rng = rng or _host_rng
+    sample = rng.random(shape, dtype=numpy.float32) * (high - low) + low
+    return to_device(sample.astype(dtype, copy=False), device)
+
+
+def broadcast_shapes(*shapes):
+    """The shape NumPy broadcasting gives, or ValueError naming the shapes."""
+    try:
+        return numpy.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError("shapes " + " and ".join(str(tuple(s)) for s in shapes)
+                         + " cannot be broadcast together") from None

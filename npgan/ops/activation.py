@@ -1,0 +1,170 @@
+"""Activations and losses.
+
+ReLU's and LeakyReLU's gradients are linear maps of ``gy`` with a fixed mask (Chainer's pattern): the
+gradient op is its own backward, so second derivatives (WGAN-GP) need nothing more.
+"""
+
+from __future__ import annotations
+
+from npgan import backend
+from npgan.autograd import Function, Tensor, as_tensor
+from npgan.ops.core import _check_broadcast, exp, log, mean, sum
+
+xp_of = backend.get_array_module
+
+
+class LeakyReLUGrad(Function):
+    """gy -> gy where x > 0, slope * gy elsewhere. Linear in gy, so it is its own derivative."""
+
+    def __init__(self, positive, slope):
+        self.positive, self.slope = positive, slope
+
+    def forward(self, gy):
+        if self.slope == 0.0:
+            return gy * self.positive
+        return xp_of(gy).where(self.positive, gy, gy * self.slope)
+
+    def backward(self, ggx):
+        return LeakyReLUGrad(self.positive, self.slope)(ggx)
+
+
+class LeakyReLU(Function):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        self.positive = x > 0
+        if self.slope == 0.0:
+            return x * self.positive
+        return xp_of(x).where(self.positive, x, x * self.slope)
+
+    def backward(self, gy):  # d/dx = 1 for x > 0, slope otherwise
+        return LeakyReLUGrad(self.positive, self.slope)(gy)
+
+
+def relu(x) -> Tensor:
+    return LeakyReLU(0.0)(x)
+
+
+def leaky_relu(x, negative_slope=0.01) -> Tensor:
+    if not isinstance(negative_slope, (int, float)):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {type(negative_slope).__name__}")
+    return LeakyReLU(float(negative_slope))(x)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        return xp_of(x).tanh(x)
+
+    def backward(self, gy):  # d/dx tanh(x) = 1 - y^2
+        y = self.output()
+        return gy * (1.0 - y * y)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = xp_of(x)
+        # 0.5 * (1 + tanh(x/2)) equals 1 / (1 + e^-x) and never overflows
+        return xp.tanh(x * 0.5) * 0.5 + 0.5
+
+    def backward(self, gy):  # d/dx s(x) = s (1 - s)
+        y = self.output()
+        return gy * y * (1.0 - y)
+
+
+class Softplus(Function):
+    def forward(self, x):
+        xp = xp_of(x)
+        # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): stable for |x| in the thousands
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, gy):  # d/dx softplus(x) = sigmoid(x)
+        return gy * sigmoid(self.inputs[0])
+
+
+def tanh(x) -> Tensor:
+    return Tanh()(x)
+
+
+def sigmoid(x) -> Tensor:
+    return Sigmoid()(x)
+
+
+def softplus(x) -> Tensor:
+    return Softplus()(x)
+
+
+def log_sigmoid(x) -> Tensor:
+    # log s(x) = -log(1 + e^-x) = -softplus(-x)
+    return -softplus(-x)
+
+
+# -- losses --------------------------------------------------------------------------------------------
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _loss_pair(op, input, target):
+    input = as_tensor(input)
+    target = as_tensor(target, like=input)
+    if input.shape != target.shape:
+        _check_broadcast(op, input, target)
+        if backend.broadcast_shapes(input.shape, target.shape) != input.shape:
+            raise ValueError(f"{op}: target shape {target.shape} does not match input shape {input.shape}")
+    return input, target
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor:
+    """-[t log s(x) + (1 - t) log(1 - s(x))] = softplus(x) - t x, stable for logits of +-1000."""
+    logits, target = _loss_pair("binary_cross_entropy_with_logits", logits, target)
+    return _reduce(softplus(logits) - logits * target, reduction, "binary_cross_entropy_with_logits")
+
+
+def binary_cross_entropy(probs, target, reduction="mean", eps=1e-7) -> Tensor:
+    """BCE on probabilities (after a sigmoid); clamps log's argument like PyTorch's log >= -100."""
+    probs, target = _loss_pair("binary_cross_entropy", probs, target)
+    from npgan.ops.core import clip  # noqa: PLC0415
+
+    p = clip(probs, eps, 1.0 - eps)
+    return _reduce(-(target * log(p) + (1.0 - target) * log(1.0 - p)), reduction, "binary_cross_entropy")
+
+
+def mse_loss(input, target, reduction="mean") -> Tensor:
+    input, target = _loss_pair("mse_loss", input, target)
+    diff = input - target
+    return _reduce(diff * diff, reduction, "mse_loss")
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    from npgan.ops.core import max as max_  # noqa: PLC0415
+
+    shifted = x - max_(x, axis, keepdims=True).detach()  # constant shift: exact and overflow-free
+    return shifted - log(sum(exp(shifted), axis, keepdims=True))
+
+
+def softmax(x, axis=-1) -> Tensor:
+    return exp(log_softmax(x, axis))
+
+
+def cross_entropy(logits, labels, reduction="mean") -> Tensor:
+    """Softmax cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,)."""
+    from npgan.ops.core import getitem  # noqa: PLC0415
+
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(
+            f"cross_entropy: expected logits (N, C) and labels (N,), got {logits.shape} and {labels.shape}"
+        )
+    xp = xp_of(logits.data)
+    picked = getitem(log_softmax(logits, 1), (xp.arange(logits.shape[0]), labels))
+    return _reduce(-picked, reduction, "cross_entropy")
