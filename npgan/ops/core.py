@@ -25,6 +25,11 @@ def _pair(a, b):
     return a, b
 
 
+def _python_number(value):
+    """A NumPy scalar as a Python int/float: ``float32 ** np.float64(2)`` would be float64 under NumPy 2."""
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
     if a.shape != b.shape:
         try:
@@ -102,7 +107,7 @@ def neg(x) -> Tensor:
 
 def pow(x, exponent) -> Tensor:  # noqa: A001 - the PyTorch name
     if isinstance(exponent, numbers.Number) and isinstance(x, Tensor):
-        return PowScalar(exponent)(x)
+        return PowScalar(_python_number(exponent))(x)
     x, exponent = _pair(x, exponent)
     _check_broadcast("pow", x, exponent)
     return exp(exponent * log(x))  # x^y = e^(y ln x)
@@ -190,7 +195,7 @@ def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - the PyTorch names
         raise ValueError("clip: give at least one of min and max")
     if min is not None and max is not None and min > max:
         raise ValueError(f"clip: min ({min}) must not exceed max ({max})")
-    return Clip(min, max)(x)
+    return Clip(None if min is None else _python_number(min), None if max is None else _python_number(max))(x)
 
 
 clamp = clip
