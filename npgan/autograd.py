@@ -231,10 +231,14 @@ class Tensor:
                 "backward() on a tensor that does not require grad: no input of the computation "
                 "had requires_grad=True (or it ran under no_grad())"
             )
+        from npgan.functional import copy  # noqa: PLC0415
+
         grads = run_backward([self], [grad], retain_graph or create_graph, create_graph, inputs=None)
         for leaf, g in grads:
+            # A gradient may be shared by several leaves (add passes gy to both operands) or be a
+            # read-only broadcast view: each .grad gets its own writable array, safe to update in place.
             if leaf.grad is None:
-                leaf.grad = g if create_graph else Tensor(g.data)
+                leaf.grad = copy(g) if create_graph else Tensor(g.data.copy())
             else:
                 leaf.grad = leaf.grad + g if create_graph else Tensor(leaf.grad.data + g.data)
 
