@@ -371,8 +371,8 @@ def matmul(a, b) -> Tensor:
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned "
                          f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
-    if a.ndim == 1:
-        return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:])
+    if a.ndim == 1:  # a row vector whose row dimension is dropped again; 1-D @ 1-D is a scalar
+        return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:] if b.ndim > 1 else ())
     if b.ndim == 1:
         return reshape(matmul(a, reshape(b, (-1, 1))), a.shape[:-1])
     try:
@@ -413,7 +413,7 @@ class Transpose(Function):
 def _target_shape(size, shape, old_shape):
     shape = tuple(int(s) for s in shape)
     if shape.count(-1) > 1:
-        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape} for a tensor of shape {old_shape}")
     known = 1
     for s in shape:
         if s != -1:
@@ -448,13 +448,14 @@ def flatten(x, start_dim=0, end_dim=-1) -> Tensor:
 def transpose(x, *axes) -> Tensor:
     """Permute axes (NumPy style: ``transpose(x, (1, 0, 2))``; none reverses them).
 
-    With exactly two ints it swaps those two dims, as ``torch.transpose(x, 0, 1)``.
+    With exactly two ints (not a tuple) it swaps those two dims, as ``torch.transpose(x, 0, 1)``.
     """
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+    as_permutation = len(axes) == 1 and isinstance(axes[0], (tuple, list))
+    if as_permutation:
         axes = tuple(axes[0])
     if len(axes) == 0:
         axes = tuple(reversed(range(x.ndim)))
-    elif len(axes) == 2 and x.ndim != 2:
+    elif len(axes) == 2 and not as_permutation:
         swap = list(range(x.ndim))
         i, j = (a % x.ndim for a in axes)
         swap[i], swap[j] = swap[j], swap[i]
