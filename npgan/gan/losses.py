@@ -1,0 +1,64 @@
+"""GAN losses, written as in the papers. ``real`` and ``fake`` are the discriminator's raw scores.
+
+With D(x) = sigmoid(score):
+- minimax (Goodfellow 2014):      L_D = -log D(x) - log(1 - D(G(z)))      L_G = log(1 - D(G(z)))
+- non-saturating (same paper):    L_D as above                            L_G = -log D(G(z))
+- Wasserstein (Arjovsky 2017):    L_D = E[f(G(z))] - E[f(x)]              L_G = -E[f(G(z))]
+- hinge (Lim & Ye 2017):          L_D = E[relu(1 - f(x))] + E[relu(1 + f(G(z)))]   L_G = -E[f(G(z))]
+- gradient penalty (Gulrajani 2017): lambda * E[(||grad_x f(x_hat)||_2 - 1)^2], x_hat between x and G(z)
+"""
+
+from __future__ import annotations
+
+import npgan
+import npgan.functional as F
+
+LOSSES = ("minimax", "non-saturating", "wasserstein", "hinge")
+
+
+def discriminator_loss(kind, real, fake, real_label=1.0):
+    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing."""
+    if kind in ("minimax", "non-saturating"):
+        # -log D(x) - log(1 - D(G(z))) as binary cross-entropy on the logits
+        real_target = npgan.full(real.shape, real_label, dtype=real.dtype, device=real.device)
+        fake_target = npgan.zeros(fake.shape, dtype=fake.dtype, device=fake.device)
+        return (F.binary_cross_entropy_with_logits(real, real_target)
+                + F.binary_cross_entropy_with_logits(fake, fake_target))
+    if kind == "wasserstein":
+        return fake.mean() - real.mean()
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+
+
+def generator_loss(kind, fake):
+    """G's loss on D's scores of a fake batch."""
+    if kind == "minimax":
+        return -F.softplus(fake).mean()  # log(1 - sigmoid(s)) = -softplus(s): saturates when D wins
+    if kind == "non-saturating":
+        return F.softplus(-fake).mean()  # -log sigmoid(s) = softplus(-s)
+    if kind in ("wasserstein", "hinge"):
+        return -fake.mean()
+    raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+
+
+def interpolate(real, fake):
+    """x_hat = eps * x + (1 - eps) * G(z), one eps ~ U[0, 1] per sample, a new leaf requiring grad."""
+    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    eps = npgan.rand(*shape, dtype=real.dtype, device=real.device)
+    x_hat = eps * real.detach() + (1.0 - eps) * fake.detach()
+    return x_hat.detach().requires_grad_(True)
+
+
+def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
+    """E[(||grad_x critic(x_hat)||_2 - 1)^2] at random points x_hat between real and fake samples.
+
+    The gradient is taken with ``create_graph=True`` so the penalty itself can be differentiated with
+    respect to the critic's weights: a second derivative through every layer of the critic.
+    """
+    x_hat = interpolate(real, fake)
+    scores = critic(x_hat) if labels is None else critic(x_hat, labels)
+    (grad_x,) = npgan.grad(scores.sum(), x_hat, create_graph=True)
+    flat = grad_x.reshape(grad_x.shape[0], -1)
+    norm = ((flat * flat).sum(axis=1) + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0
+    return ((norm - target_norm) ** 2).mean()

@@ -1,0 +1,570 @@
+"""One training loop for the whole GAN family.
+
+GAN, DCGAN, WGAN, WGAN-GP and the conditional GAN are *configurations* of this loop (``VARIANTS``), not
+copies of it: a variant says which loss to use, how many critic steps per generator step (``n_critic``),
+whether to clip the critic's weights (WGAN) or add a gradient penalty (WGAN-GP), and which optimizer.
+
+One generator step:
+    repeat n_critic times:  x ~ data, z ~ noise, D <- D - lr * grad L_D(D(x), D(G(z)))  [+ penalty, clipping]
+    z ~ noise,              G <- G - lr * grad L_G(D(G(z)))
+When n_critic is 1 the fake batch of the D step is reused for the G step, as pytorch/examples' DCGAN does.
+
+Everything that makes a run reproducible is in the checkpoint (both nets, both optimizers, the step, the
+random generators, the loader's position, the fixed noise), so ``resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import npgan
+from npgan import backend, optim
+from npgan.checkpoint import load_checkpoint, save_checkpoint
+from npgan.data import TOY_DATASETS, DataLoader, load_dataset
+from npgan.gan import losses
+from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+
+MODELS = ("gan", "dcgan", "wgan", "wgan-gp", "cgan")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What distinguishes one member of the GAN family from another in the training loop."""
+
+    name: str
+    loss: str
+    nets: str  # "mlp" or "dcgan"
+    optimizer: str  # "adam" or "rmsprop"
+    lr: float
+    betas: tuple = (0.5, 0.999)
+    n_critic: int = 1
+    clip: float | None = None  # WGAN: clip every critic weight to [-clip, clip] after each step
+    gp_lambda: float = 0.0  # WGAN-GP: weight of the gradient penalty
+    critic_norm: str | None = "batch"
+    warmup_critic: bool = False  # WGAN: 100 critic steps for the first 25 G steps and every 500th
+    conditional: bool = False
+
+
+VARIANTS = {
+    # Goodfellow et al. 2014, with the non-saturating G loss they recommend in practice.
+    "gan": Variant("gan", "non-saturating", "mlp", "adam", 2e-4),
+    # Radford et al. 2015 (pytorch/examples' defaults).
+    "dcgan": Variant("dcgan", "non-saturating", "dcgan", "adam", 2e-4),
+    # Arjovsky et al. 2017, Algorithm 1.
+    "wgan": Variant("wgan", "wasserstein", "dcgan", "rmsprop", 5e-5, n_critic=5, clip=0.01, warmup_critic=True),
+    # Gulrajani et al. 2017, Algorithm 1: no BatchNorm in the critic.
+    "wgan-gp": Variant("wgan-gp", "wasserstein", "dcgan", "adam", 1e-4, betas=(0.0, 0.9), n_critic=5,
+                       gp_lambda=10.0, critic_norm=None),
+    # Mirza & Osindero 2014 on DCGAN nets: the label goes into G and D.
+    "cgan": Variant("cgan", "non-saturating", "dcgan", "adam", 2e-4, conditional=True),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. ``None`` means "the variant's default" (see ``VARIANTS``)."""
+
+    model: str = "dcgan"
+    dataset: str = "mnist5k"
+    dataroot: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    batch_size: int = 64
+    nz: int | None = None
+    ngf: int = 64
+    ndf: int = 64
+    hidden: int | None = None  # width of the MLP nets (toys and the original GAN)
+    steps: int | None = None  # generator steps; default: from epochs, else 1000
+    epochs: float | None = None
+    lr_g: float | None = None
+    lr_d: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    n_critic: int | None = None
+    clip: float | None = None
+    gp_lambda: float | None = None
+    loss: str | None = None
+    critic_norm: str | None = "default"
+    label_smoothing: float = 0.0  # one-sided: real label 1 - s
+    instance_noise: float = 0.0  # std of noise added to D's inputs, decaying linearly to 0
+    noise: str = "gaussian"  # distribution of z: gaussian or uniform
+    g_dropout: float = 0.0
+    device: str = "cpu"
+    seed: int = 0
+    out: str = "npgan-out"
+    log_every: int = 10
+    sample_every: int = 100
+    checkpoint_every: int = 500
+    num_samples: int = 64  # size of the fixed-noise sample grid
+    metrics: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        def need(ok, message):
+            if not ok:
+                raise ValueError(message)
+
+        need(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("steps", "n_critic", "nz", "hidden", "log_every", "sample_every", "checkpoint_every",
+                     "num_samples", "ngf", "ndf"):
+            value = getattr(self, name)
+            need(value is None or (isinstance(value, int) and value >= 1), f"{name} must be an int >= 1, got {value!r}")
+        need(self.epochs is None or self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        for name in ("lr_g", "lr_d", "clip"):
+            value = getattr(self, name)
+            need(value is None or value > 0, f"{name} must be > 0, got {value}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            need(value is None or 0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
+        need(self.gp_lambda is None or self.gp_lambda >= 0, f"gp_lambda must be >= 0, got {self.gp_lambda}")
+        need(self.loss is None or self.loss in losses.LOSSES, f"loss must be one of {losses.LOSSES}, got {self.loss!r}")
+        need(self.critic_norm in ("default", "batch", "layer", None, "none"),
+             f"critic_norm must be one of batch, layer, none, got {self.critic_norm!r}")
+        need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        need(self.instance_noise >= 0.0, f"instance_noise must be >= 0, got {self.instance_noise}")
+        need(self.noise in ("gaussian", "uniform"), f"noise must be gaussian or uniform, got {self.noise!r}")
+        need(0.0 <= self.g_dropout < 1.0, f"g_dropout must be in [0, 1), got {self.g_dropout}")
+        backend.check_device(self.device)
+
+
+def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
+    """G, D and the latent size for a config and the shape of one sample, on ``config.device``."""
+    c, v = config, VARIANTS[config.model]
+    if is_toy:  # 2-D points: MLPs with three hidden layers, a linear output
+        hidden = (c.hidden or 128,) * 3
+        nz = c.nz or 16
+        G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout)
+        D = MLPDiscriminator(sample_shape, hidden)
+    elif v.nets == "mlp":  # the original GAN on images (BENCHMARKS.md's gan-mlp at hidden=256)
+        width, nz = c.hidden or 256, c.nz or 100
+        G = MLPGenerator(nz, (width, width * 2, width * 4), sample_shape, num_classes=num_classes,
+                         dropout=c.g_dropout)
+        D = MLPDiscriminator(sample_shape, (width * 2, width), num_classes=num_classes)
+    else:
+        nc, size = sample_shape[0], sample_shape[1]
+        norm = v.critic_norm if c.critic_norm == "default" else (None if c.critic_norm == "none" else c.critic_norm)
+        nz = c.nz or 100
+        G = DCGANGenerator(nz, c.ngf, nc, size, num_classes, dropout=c.g_dropout)
+        D = DCGANDiscriminator(c.ndf, nc, size, num_classes, norm=norm)
+    return G.to(c.device), D.to(c.device), nz
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+def _log_row_floats(row):
+    return {k: (float(backend.asnumpy(v.data if isinstance(v, npgan.Tensor) else v)) if k != "step" else v)
+            for k, v in row.items()}
+
+
+class Trainer:
+    """Builds data, nets and optimizers from a ``TrainConfig`` and runs the loop.
+
+    >>> trainer = Trainer(TrainConfig(model="dcgan", steps=2000, out="runs/dcgan"))
+    >>> summary = trainer.train()
+    """
+
+    def __init__(self, config: TrainConfig, progress: bool = True):
+        config.validate()
+        self.config = config
+        self.variant = VARIANTS[config.model]
+        self.progress = progress
+        self.device = backend.check_device(config.device)
+        npgan.manual_seed(config.seed)
+        self.data_rng = backend.numpy.random.default_rng(config.seed + 1)
+        self._build_data()
+        self._build_nets()
+        self._build_optimizers()
+        self.step = 0  # generator steps done
+        self.history: list[dict] = []  # logged rows (floats)
+        fixed = self._sample_noise(config.num_samples)
+        self.fixed_noise = fixed
+        self.fixed_labels = None
+        if self.num_classes:
+            self.fixed_labels = npgan.tensor(
+                backend.numpy.arange(config.num_samples) % self.num_classes, device=self.device
+            )
+        self.sample_paths: list[str] = []
+
+    # -- construction ----------------------------------------------------------------------------------
+    @property
+    def is_toy(self) -> bool:
+        return self.config.dataset in TOY_DATASETS
+
+    def _build_data(self):
+        c = self.config
+        if self.variant.conditional and c.dataset in TOY_DATASETS:
+            raise ValueError(f"cgan needs a labelled image dataset, not the toy {c.dataset!r}")
+        if self.is_toy:
+            self.dataset = None
+            self.sample_shape = (2,)
+            self.num_classes = 0
+            self.loader = None
+            return
+        image_size = c.image_size or (28 if self.variant.nets == "mlp" else None)
+        self.dataset = load_dataset(c.dataset, dataroot=c.dataroot, image_size=image_size, channels=c.channels,
+                                    seed=c.seed)
+        if self.variant.conditional and self.dataset.labels is None:
+            raise ValueError(f"cgan needs labels, but dataset {c.dataset!r} has none")
+        self.sample_shape = tuple(self.dataset.images.shape[1:])
+        self.num_classes = self.dataset.num_classes if self.variant.conditional else 0
+        if len(self.dataset.images) < c.batch_size:
+            raise ValueError(
+                f"batch_size {c.batch_size} is larger than the dataset ({len(self.dataset.images)} images)"
+            )
+        self.loader = DataLoader(self.dataset, c.batch_size, shuffle=True, drop_last=True, device=self.device,
+                                 rng=self.data_rng)
+        self._batches = None
+
+    def _build_nets(self):
+        self.G, self.D, self.nz = build_nets(self.config, self.sample_shape, self.num_classes, self.is_toy)
+
+    def _build_optimizers(self):
+        c, v = self.config, self.variant
+        self.loss = c.loss or v.loss
+        self.n_critic = c.n_critic or v.n_critic
+        self.clip = c.clip if c.clip is not None else v.clip
+        self.gp_lambda = c.gp_lambda if c.gp_lambda is not None else v.gp_lambda
+        lr_g, lr_d = c.lr_g or v.lr, c.lr_d or v.lr
+        if v.optimizer == "adam":
+            betas = (v.betas[0] if c.beta1 is None else c.beta1, v.betas[1] if c.beta2 is None else c.beta2)
+            self.opt_g = optim.Adam(self.G.parameters(), lr=lr_g, betas=betas)
+            self.opt_d = optim.Adam(self.D.parameters(), lr=lr_d, betas=betas)
+        else:
+            self.opt_g = optim.RMSprop(self.G.parameters(), lr=lr_g)
+            self.opt_d = optim.RMSprop(self.D.parameters(), lr=lr_d)
+
+    def total_steps(self) -> int:
+        c = self.config
+        if c.steps is not None:
+            return c.steps
+        if c.epochs is not None and self.loader is not None:
+            return max(1, math.ceil(c.epochs * len(self.loader) / self.n_critic))
+        return 1000
+
+    # -- sampling ----------------------------------------------------------------------------------------
+    def _sample_noise(self, n):
+        if self.config.noise == "uniform":
+            return npgan.rand(n, self.nz, device=self.device) * 2.0 - 1.0
+        return npgan.randn(n, self.nz, device=self.device)
+
+    def _sample_labels(self, n):
+        if not self.num_classes:
+            return None
+        labels = backend.host_rng().integers(0, self.num_classes, size=n)
+        return npgan.tensor(labels, device=self.device)
+
+    def _real_batch(self):
+        c = self.config
+        if self.is_toy:
+            sample = TOY_DATASETS[c.dataset](c.batch_size, self.data_rng)
+            return npgan.tensor(sample, device=self.device), None
+        if self._batches is None:
+            self._batches = self.loader.batches()
+        images, labels = next(self._batches)
+        return images, (labels if self.num_classes else None)
+
+    def generate(self, n=None, noise=None, labels=None):
+        """Samples from G in eval mode (BatchNorm uses its running statistics), without a graph."""
+        if noise is None:
+            noise = self._sample_noise(n)
+        if self.num_classes and labels is None:
+            labels = self._sample_labels(noise.shape[0])
+        was_training = self.G.training
+        self.G.eval()
+        with npgan.no_grad():
+            out = self.G(noise, labels) if self.num_classes else self.G(noise)
+        self.G.train(was_training)
+        return out
+
+    # -- one step ----------------------------------------------------------------------------------------
+    def _critic_iterations(self) -> int:
+        if self.variant.warmup_critic and (self.step < 25 or self.step % 500 == 0):
+            return 100
+        return self.n_critic
+
+    def _instance_noise(self, x):
+        std = self.config.instance_noise * max(0.0, 1.0 - self.step / max(1, self.total_steps()))
+        if std <= 0.0:
+            return x
+        return x + npgan.randn(*x.shape, dtype=x.dtype, device=x.device) * std
+
+    def _D(self, x, labels):
+        x = self._instance_noise(x)
+        return self.D(x, labels) if self.num_classes else self.D(x)
+
+    def train_step(self) -> dict:
+        """One generator step and its critic steps; returns the step's losses as (device) Tensors."""
+        c = self.config
+        row = {}
+        reuse_fake = self.n_critic == 1 and self._critic_iterations() == 1
+        fake = None
+        for _ in range(self._critic_iterations()):
+            real, labels = self._real_batch()
+            z = self._sample_noise(real.shape[0])
+            if reuse_fake:
+                fake = self.G(z, labels) if self.num_classes else self.G(z)
+                fake_for_d = fake.detach()
+            else:
+                with npgan.no_grad():
+                    fake_for_d = self.G(z, labels) if self.num_classes else self.G(z)
+            d_real = self._D(real, labels)
+            d_fake = self._D(fake_for_d, labels)
+            loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=1.0 - c.label_smoothing)
+            if self.gp_lambda:
+                penalty = losses.gradient_penalty(self.D, real, fake_for_d, labels)
+                loss_d = loss_d + penalty * self.gp_lambda
+                row["gp"] = penalty
+            self.opt_d.zero_grad()
+            loss_d.backward()
+            self.opt_d.step()
+            if self.clip:
+                for p in self.D.parameters():
+                    xp = backend.get_array_module(p.data)
+                    xp.clip(p.data, -self.clip, self.clip, out=p.data)
+        row["loss_d"] = loss_d
+        if self.loss in ("wasserstein", "hinge"):
+            row["wasserstein"] = d_real.mean() - d_fake.mean()
+        else:
+            row["d_x"] = npgan.functional.sigmoid(d_real).mean()
+            row["d_g_z1"] = npgan.functional.sigmoid(d_fake).mean()
+
+        # Generator step: D's weights get no gradient here, so their weight-gradient GEMMs are skipped.
+        if fake is None:
+            labels = self._sample_labels(c.batch_size)
+            z = self._sample_noise(c.batch_size)
+            fake = self.G(z, labels) if self.num_classes else self.G(z)
+        self.D.requires_grad_(False)
+        d_fake_g = self._D(fake, labels)
+        self.D.requires_grad_(True)
+        loss_g = losses.generator_loss(self.loss, d_fake_g)
+        self.opt_g.zero_grad()
+        loss_g.backward()
+        self.opt_g.step()
+        row["loss_g"] = loss_g
+        if self.loss not in ("wasserstein", "hinge"):
+            row["d_g_z2"] = npgan.functional.sigmoid(d_fake_g).mean()
+        self.step += 1
+        return row
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def paths(self) -> dict:
+        out = self.config.out
+        return {
+            "out": out,
+            "checkpoint": os.path.join(out, "checkpoint.npz"),
+            "metrics": os.path.join(out, "metrics.jsonl"),
+            "samples": os.path.join(out, "samples"),
+            "gif": os.path.join(out, "progress.gif"),
+            "losses": os.path.join(out, "losses.png"),
+            "final": os.path.join(out, "samples.png"),
+        }
+
+    def _grad_norm(self, module) -> float:
+        total = 0.0
+        for p in module.parameters():
+            if p.grad is not None:
+                total += float((p.grad.data.astype("float64") ** 2).sum())
+        return math.sqrt(total)
+
+    def _check_finite(self, row):
+        for key, value in row.items():
+            if key != "step" and not math.isfinite(value):
+                where = self.paths()["checkpoint"]
+                kept = f"the last good checkpoint is kept at {where}" if os.path.exists(where) else \
+                    "no checkpoint had been written yet"
+                raise TrainingDiverged(
+                    f"{key} became {value} at step {row['step']}: training diverged and was stopped; {kept}. "
+                    "Try a lower learning rate (--lr-d/--lr-g) or another loss."
+                )
+
+    def _watch(self, row):
+        if self.loss in ("minimax", "non-saturating") and row.get("loss_d", 1.0) < 1e-3:
+            warnings.warn(f"step {row['step']}: D's loss collapsed to {row['loss_d']:.2e}; G may get no gradient "
+                          "(try label smoothing or instance noise)", RuntimeWarning, stacklevel=3)
+        for name, module in (("D", self.D), ("G", self.G)):
+            norm = self._grad_norm(module)
+            row[f"grad_norm_{name.lower()}"] = norm
+            if norm > 100.0:
+                warnings.warn(f"step {row['step']}: {name}'s gradient norm is {norm:.1f} (> 100)", RuntimeWarning,
+                              stacklevel=3)
+
+    def train(self, steps: int | None = None) -> dict:
+        """Train until ``steps`` (default: the config's total) generator steps are done; returns a summary."""
+        from npgan import viz  # noqa: PLC0415 (matplotlib is only needed once training runs)
+
+        c = self.config
+        total = steps if steps is not None else self.total_steps()
+        paths = self.paths()
+        os.makedirs(paths["samples"], exist_ok=True)
+        self._trim_metrics(paths["metrics"])
+        bar = _progress_bar(self.step, total, self.progress, c.model)
+        start = time.perf_counter()
+        start_step = self.step
+        pending = None
+        try:
+            while self.step < total:
+                row = self.train_step()
+                bar.update(1)
+                if self.step % c.log_every == 0 or self.step == total:
+                    pending = dict(step=self.step, **row)
+                    floats = _log_row_floats(pending)
+                    self._check_finite(floats)
+                    self._watch(floats)
+                    floats["time"] = round(time.perf_counter() - start, 3)
+                    self.history.append(floats)
+                    with open(paths["metrics"], "a") as f:
+                        f.write(json.dumps(floats) + "\n")
+                    bar.set_postfix_str(_postfix(floats), refresh=False)
+                if self.step % c.sample_every == 0 or self.step == total:
+                    self.save_samples()
+                if self.step % c.checkpoint_every == 0 or self.step == total:
+                    self._check_finite(_log_row_floats(dict(step=self.step, **row)))
+                    self.save(paths["checkpoint"])
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - start
+        summary = {"steps": self.step, "seconds": round(seconds, 2),
+                   "ms_per_step": round(1000 * seconds / max(1, self.step - start_step), 1), **paths}
+        if self.sample_paths:
+            viz.save_gif(self.sample_paths, paths["gif"])
+        if self.history:
+            viz.plot_losses(self.history, paths["losses"])
+        if c.metrics:
+            summary["metrics"] = self.evaluate()
+        return summary
+
+    def save_samples(self) -> str:
+        from npgan import viz  # noqa: PLC0415
+
+        samples = backend.asnumpy(self.generate(noise=self.fixed_noise, labels=self.fixed_labels).data)
+        path = os.path.join(self.paths()["samples"], f"step_{self.step:06d}.png")
+        if self.is_toy:
+            real = TOY_DATASETS[self.config.dataset](1000, backend.numpy.random.default_rng(0))
+            fake = backend.asnumpy(self.generate(1000).data)
+            viz.scatter_2d(real, fake, path, title=f"{self.config.model} on {self.config.dataset}, step {self.step}")
+        else:
+            nrow = self.num_classes if self.num_classes else int(math.ceil(math.sqrt(len(samples))))
+            viz.save_grid(samples, path, nrow=nrow)
+        self.sample_paths.append(path)
+        shutil.copyfile(path, self.paths()["final"])  # samples.png: always the latest grid
+        return path
+
+    def evaluate(self) -> dict:
+        from npgan.gan import metrics  # noqa: PLC0415
+
+        if self.is_toy:
+            fake = backend.asnumpy(self.generate(2500).data)
+            return metrics.toy_metrics(self.config.dataset, fake)
+        if self.dataset.name in ("mnist5k", "mnist") and self.sample_shape[0] == 1:
+            fake = backend.asnumpy(self.generate(1000).data)
+            return metrics.image_metrics(fake, image_size=self.sample_shape[-1])
+        return {}
+
+    def _trim_metrics(self, path):
+        """On resume, drop logged rows past the checkpoint's step (they will be logged again)."""
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            rows = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        with open(path, "w") as f:
+            f.writelines(rows)
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {
+            "format": "npgan-trainer-1",
+            "config": dataclasses.asdict(self.config),
+            "step": self.step,
+            "generator": dict(self.G.state_dict()),
+            "discriminator": dict(self.D.state_dict()),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": backend.get_rng_state(),
+            "data_rng": self.data_rng.bit_generator.state,
+            "fixed_noise": backend.asnumpy(self.fixed_noise.data),
+            "sample_shape": list(self.sample_shape),
+            "num_classes": self.num_classes,
+            "is_toy": self.is_toy,
+            "history": self.history,
+            "sample_paths": self.sample_paths,
+        }
+        if self.loader is not None:
+            state["loader"] = self.loader.state_dict()
+        if self.fixed_labels is not None:
+            state["fixed_labels"] = backend.asnumpy(self.fixed_labels.data)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        backend.set_rng_state(state["rng"])
+        self.data_rng.bit_generator.state = state["data_rng"]
+        self.fixed_noise = npgan.tensor(state["fixed_noise"], device=self.device)
+        if "fixed_labels" in state:
+            self.fixed_labels = npgan.tensor(state["fixed_labels"], device=self.device)
+        if self.loader is not None and "loader" in state:
+            self.loader.load_state_dict(state["loader"])
+            self._batches = None
+        self.history = list(state.get("history", []))
+        self.sample_paths = list(state.get("sample_paths", []))
+
+    def save(self, path: str) -> None:
+        save_checkpoint(path, self.state_dict())
+
+    @classmethod
+    def from_checkpoint(cls, path: str, progress: bool = True, **overrides) -> Trainer:
+        """Rebuild a trainer from a checkpoint and continue where it stopped (``overrides``: e.g. steps)."""
+        state = load_checkpoint(path)
+        if state.get("format") != "npgan-trainer-1":
+            raise ValueError(f"{path} is not an npgan training checkpoint")
+        config = TrainConfig(**state["config"])
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        trainer = cls(config, progress=progress)
+        trainer.load_state_dict(state)
+        return trainer
+
+
+def load_generator(path: str, device: str = "cpu"):
+    """The generator of a training checkpoint, in eval mode, and the checkpoint's facts about it.
+
+    Returns ``(G, info)`` with info holding ``nz``, ``num_classes``, ``sample_shape``, ``is_toy``, ``config``
+    and ``step``; no dataset is needed.
+    """
+    state = load_checkpoint(path)
+    if state.get("format") != "npgan-trainer-1":
+        raise ValueError(f"{path} is not an npgan training checkpoint (no 'format: npgan-trainer-1' entry)")
+    config = TrainConfig(**state["config"])
+    config.device = device
+    shape = tuple(state["sample_shape"])
+    G, _, nz = build_nets(config, shape, int(state["num_classes"]), bool(state["is_toy"]))
+    G.load_state_dict(state["generator"])
+    G.eval()
+    info = {"nz": nz, "num_classes": int(state["num_classes"]), "sample_shape": shape,
+            "is_toy": bool(state["is_toy"]), "config": config, "step": int(state["step"])}
+    return G, info
+
+
+def _postfix(row) -> str:
+    names = {"loss_d": "Loss_D", "loss_g": "Loss_G", "d_x": "D(x)", "d_g_z1": "D(G(z))", "wasserstein": "W",
+             "gp": "GP"}
+    return " ".join(f"{label}={row[key]:.3f}" for key, label in names.items() if key in row)
+
+
+def _progress_bar(initial, total, enabled, name):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=name, unit="step", dynamic_ncols=True)
