@@ -1,0 +1,30 @@
+"""Layers and models: ``import npgan.nn as nn``, then ``nn.Sequential(nn.Linear(2, 8), nn.ReLU(), ...)``.
+
+The names, argument orders, weight layouts and default initialisation follow ``torch.nn``, so a model's
+``state_dict`` copies between npgan and PyTorch.
+"""
+
+from npgan.nn import init
+from npgan.nn.layers import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    Unflatten,
+)
+from npgan.nn.module import IncompatibleKeys, Module, Parameter, Sequential, StateDictError
+
+__all__ = [
+    "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
+    "IncompatibleKeys", "LayerNorm", "LeakyReLU", "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid",
+    "StateDictError", "Tanh", "Unflatten", "init",
+]

@@ -1,0 +1,345 @@
+"""Optimizers: SGD (momentum, Nesterov), Adam and RMSprop, with PyTorch's exact update rules.
+
+Each step updates ``p.data`` in place (``out=`` arrays, no new parameter arrays, float32 kept) from
+``p.grad.data``, skipping parameters without a gradient. Gradient arrays are only read, never written:
+the graph walk may hand several parameters one shared (or read-only, broadcast) gradient array.
+
+``state_dict()`` holds NumPy arrays and plain numbers only, so a checkpoint can store it in an ``.npz``
+without pickle; ``load_state_dict`` puts the moment arrays back on each parameter's device.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from npgan import backend
+from npgan.autograd import Tensor
+
+__all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "clip_grad_norm_"]
+
+
+def _check_non_negative(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"invalid {name}: {value} (must be >= 0)")
+    return float(value)
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"invalid betas: {betas!r} (expected a pair (beta1, beta2))")
+    for i, beta in enumerate(betas):
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
+            raise ValueError(f"invalid beta parameter at index {i}: {beta!r} (must be in [0, 1))")
+    return float(betas[0]), float(betas[1])
+
+
+class Optimizer:
+    """Holds ``param_groups`` (dicts with ``'params'`` and the hyperparameters) and per-parameter ``state``.
+
+    ``params`` is an iterable of Parameters, or of dicts ``{'params': [...], 'lr': ...}`` giving groups
+    their own hyperparameters (the others come from the constructor's defaults), as in PyTorch.
+    """
+
+    _number_state = ("step",)  # state entries that are plain numbers; every other entry is an array
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict] = []
+        self.state: dict = {}  # parameter -> {'step': int, 'exp_avg': array, ...}
+        if isinstance(params, Tensor):
+            raise TypeError(
+                "params must be an iterable of Tensors or dicts (e.g. model.parameters()), got a single Tensor"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict) -> None:
+        if not isinstance(group, dict):
+            raise TypeError(f"a param group is a dict with a 'params' entry, got {type(group).__name__}")
+        params = group.get("params")
+        params = [params] if isinstance(params, Tensor) else list(params or ())
+        if not params:
+            raise ValueError(f"{type(self).__name__} got a param group with an empty parameter list")
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{type(self).__name__} can only optimize Tensors, got {type(p).__name__} at {i}")
+            if not p.is_leaf:
+                raise ValueError(f"{type(self).__name__} can only optimize leaf tensors (parameter {i} has a creator)")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
+            raise ValueError(f"{type(self).__name__}: a parameter appears more than once in the param groups")
+        new_group = dict(self.defaults)
+        new_group.update({k: v for k, v in group.items() if k != "params"})
+        new_group["params"] = params
+        self._validate(new_group)
+        self.param_groups.append(new_group)
+
+    def _validate(self, group: dict) -> None:
+        """Check (and normalise) a group's hyperparameters; ValueError naming the bad one."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:  # a fresh array: gradient arrays may be shared or read-only
+                    p.grad = Tensor(backend.get_array_module(p.data).zeros_like(p.data))
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss first."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    grad = p.grad.data
+                    if grad.shape != p.data.shape:
+                        raise ValueError(f"gradient of shape {grad.shape} for a parameter of shape {p.data.shape}")
+                    self._update(p, grad, group, self.state.setdefault(p, {}))
+        return loss
+
+    def _update(self, p: Tensor, grad, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+    # -- state -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{'state': {index: {name: NumPy array or number}}, 'param_groups': [...]}`` (PyTorch's layout).
+
+        Parameters are numbered in group order; ``param_groups`` hold the hyperparameters and those numbers.
+        """
+        index, groups, state = {}, [], {}
+        for group in self.param_groups:
+            packed = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"}
+            packed["params"] = []
+            for p in group["params"]:
+                index[id(p)] = len(index)
+                packed["params"].append(index[id(p)])
+            groups.append(packed)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state and self.state[p]:
+                    state[index[id(p)]] = {
+                        k: (backend.asnumpy(v).copy() if backend.is_array(v) else v) for k, v in self.state[p].items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore hyperparameters and moments saved by ``state_dict`` into this optimizer's parameters."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("an optimizer state_dict is a dict with 'state' and 'param_groups' entries")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"the loaded state_dict has {len(saved_groups)} parameter groups, this optimizer "
+                f"{len(self.param_groups)}"
+            )
+        params = {}
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"parameter group {i} of the loaded state_dict has {len(saved['params'])} parameters, "
+                    f"this optimizer's has {len(group['params'])}"
+                )
+            params.update({int(k): p for k, p in zip(saved["params"], group["params"])})
+        new_state = {}
+        for key, entries in state_dict["state"].items():
+            if int(key) not in params:
+                raise ValueError(f"the loaded state_dict has state for parameter {key}, which no group holds")
+            p = params[int(key)]
+            xp = backend.get_array_module(p.data)
+            restored = {}
+            for name, value in entries.items():
+                if name in self._number_state:  # an .npz gives numbers back as 0-d arrays
+                    restored[name] = value.item() if backend.is_array(value) else value
+                    continue
+                value = backend.asnumpy(value) if not backend.is_array(value) else value
+                if tuple(value.shape) != tuple(p.data.shape):
+                    raise ValueError(
+                        f"state '{name}' of parameter {key} has shape {tuple(value.shape)}, "
+                        f"the parameter {tuple(p.data.shape)}"
+                    )
+                restored[name] = xp.array(value, dtype=p.data.dtype)  # a copy, on the parameter's device
+            new_state[p] = restored
+        for saved, group in zip(saved_groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    group[k] = tuple(v) if isinstance(v, list) else v
+            self._validate(group)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines) + "\n)"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum (PyTorch's rule)::
+
+        g = grad + weight_decay * p
+        b = g (first step), else b = momentum * b + (1 - dampening) * g
+        g = g + momentum * b if nesterov else b
+        p = p - lr * g
+    """
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _validate(self, group):
+        for name in ("lr", "momentum", "dampening", "weight_decay"):
+            group[name] = _check_non_negative(name, group[name])
+        group["nesterov"] = bool(group["nesterov"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                f"Nesterov momentum requires a momentum > 0 and zero dampening, got momentum={group['momentum']}, "
+                f"dampening={group['dampening']}"
+            )
+
+    def _update(self, p, grad, group, state):
+        xp = backend.get_array_module(p.data)
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        if weight_decay != 0:
+            grad = grad + weight_decay * p.data
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = xp.array(grad, dtype=p.data.dtype)
+            else:
+                xp.multiply(buf, momentum, out=buf)
+                buf += (1.0 - group["dampening"]) * grad
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        p.data -= lr * grad
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2014) with PyTorch's bias correction; ``weight_decay`` is an L2 term::
+
+        g = grad + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g          v = beta2 * v + (1 - beta2) * g^2
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def _validate(self, group):
+        for name in ("lr", "eps", "weight_decay"):
+            group[name] = _check_non_negative(name, group[name])
+        group["betas"] = _check_betas(group["betas"])
+
+    def _update(self, p, grad, group, state):
+        xp = backend.get_array_module(p.data)
+        beta1, beta2 = group["betas"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        step, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        m += (1.0 - beta1) * (grad - m)  # m.lerp_(g, 1 - beta1), as PyTorch computes it
+        xp.multiply(v, beta2, out=v)
+        v += (1.0 - beta2) * (grad * grad)
+        step_size = group["lr"] / (1.0 - beta1**step)
+        denom = xp.sqrt(v)
+        denom /= math.sqrt(1.0 - beta2**step)
+        denom += group["eps"]
+        xp.divide(m, denom, out=denom)
+        denom *= step_size
+        p.data -= denom
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton's lecture 6e), PyTorch's variant with eps outside the square root::
+
+        g = grad + weight_decay * p
+        s = alpha * s + (1 - alpha) * g^2
+        centered: a = alpha * a + (1 - alpha) * g;  d = sqrt(s - a^2) + eps, else d = sqrt(s) + eps
+        momentum: b = momentum * b + g / d;  p = p - lr * b,   else p = p - lr * g / d
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered))
+
+    def _validate(self, group):
+        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
+            group[name] = _check_non_negative(name, group[name])
+        group["centered"] = bool(group["centered"])
+
+    def _update(self, p, grad, group, state):
+        xp = backend.get_array_module(p.data)
+        alpha, momentum = group["alpha"], group["momentum"]
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p.data)
+            if momentum > 0:
+                state["momentum_buffer"] = xp.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        square_avg = state["square_avg"]
+        xp.multiply(square_avg, alpha, out=square_avg)
+        square_avg += (1.0 - alpha) * (grad * grad)
+        if group["centered"]:
+            grad_avg = state.setdefault("grad_avg", xp.zeros_like(p.data))
+            grad_avg += (1.0 - alpha) * (grad - grad_avg)  # grad_avg.lerp_(g, 1 - alpha)
+            avg = square_avg - grad_avg * grad_avg
+            xp.sqrt(avg, out=avg)
+        else:
+            avg = xp.sqrt(square_avg)
+        avg += group["eps"]
+        if momentum > 0:
+            buf = state.setdefault("momentum_buffer", xp.zeros_like(p.data))
+            xp.multiply(buf, momentum, out=buf)
+            buf += grad / avg
+            p.data -= group["lr"] * buf
+        else:
+            xp.divide(grad, avg, out=avg)
+            avg *= group["lr"]
+            p.data -= avg
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False) -> float:
+    """Scale the gradients so their joint ``norm_type``-norm is at most ``max_norm``; returns the norm before.
+
+    As PyTorch: every gradient is multiplied by ``min(1, max_norm / (total_norm + 1e-6))``. The scaled
+    gradients are new arrays (gradient arrays may be shared between parameters).
+    """
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    max_norm = _check_non_negative("max_norm", max_norm)
+    norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise ValueError(f"invalid norm_type: {norm_type} (must be > 0 or inf)")
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    # PyTorch's order: the norm of each gradient, then the norm of those norms (one host sync at the end).
+    xp = backend.get_array_module(grads[0].grad.data)
+    norms = xp.stack([xp.linalg.norm(p.grad.data.ravel(), ord=norm_type) for p in grads])
+    total = float(xp.linalg.norm(norms, ord=norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(
+            f"the total norm of order {norm_type} of the gradients is non-finite ({total}); "
+            "pass error_if_nonfinite=False to clip anyway"
+        )
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for p in grads:
+            p.grad = Tensor(p.grad.data * scale)
+    return total
