@@ -179,3 +179,10 @@ def test_python_scalars_never_promote_float32_outputs_or_gradients_to_float64(op
     assert y.dtype == np.float32, f"output is {y.dtype}"
     y.sum().backward()
     assert x.grad is not None and x.grad.dtype == np.float32, f"gradient is {x.grad.dtype}"
+
+
+def test_second_order_gradients_of_float32_stay_float32():
+    x = npgan.randn(3, 4, requires_grad=True)
+    (g,) = npgan.grad((F.tanh(x * 0.5) ** 2 / 3.0).sum(), [x], create_graph=True)
+    (gg,) = npgan.grad(((g * g).sum() + 1.0) ** 0.5, [x])
+    assert g.dtype == np.float32 and gg.dtype == np.float32
