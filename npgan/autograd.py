@@ -43,9 +43,16 @@ class set_grad_enabled(contextlib.ContextDecorator):
 
 
 class no_grad(set_grad_enabled):
-    """``with npgan.no_grad():`` (or ``@npgan.no_grad()``): run ops without recording a graph."""
+    """``with npgan.no_grad():`` (or ``@npgan.no_grad()``, ``@npgan.no_grad``): ops record no graph."""
 
-    def __init__(self):
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        if func is None:
+            return self
+        self.__init__()
+        return self(func)  # used bare, as ``@npgan.no_grad``: decorate func right away
+
+    def __init__(self, func=None):
         super().__init__(False)
 
 
