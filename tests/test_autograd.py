@@ -297,6 +297,16 @@ def test_no_grad_as_a_decorator_records_no_graph():
     assert z.requires_grad is False and npgan.is_grad_enabled()
 
 
+def test_no_grad_works_as_a_bare_decorator_too():
+    @npgan.no_grad
+    def step(t):
+        return t * 2.0
+
+    y = step(leaf([1.0]))
+    assert y.requires_grad is False and npgan.is_grad_enabled()
+    assert step.__name__ == "step"
+
+
 def test_enable_grad_inside_no_grad_records_again():
     x = leaf([1.0])
     with npgan.no_grad(), npgan.enable_grad():
