@@ -304,7 +304,7 @@ class LayerNorm(Module):
         k = len(self.normalized_shape)
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
             raise ValueError(
-                f"{self._describe()} expected input ending in {_shape_text(self.normalized_shape)}, shape "
+                f"{self._describe()} expected input ending in {self.normalized_shape}, shape "
                 f"(*, {', '.join(map(str, self.normalized_shape))}), got {_shape_text(x.shape)}"
             )
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
