@@ -250,16 +250,20 @@ class Adam(Optimizer):
         step, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
-        m += (1.0 - beta1) * (grad - m)  # m.lerp_(g, 1 - beta1), as PyTorch computes it
-        xp.multiply(v, beta2, out=v)
-        v += (1.0 - beta2) * (grad * grad)
+        scratch = xp.subtract(grad, m)  # the one temporary array of this step
+        scratch *= 1.0 - beta1
+        m += scratch  # m.lerp_(g, 1 - beta1) = m + (1 - beta1) (g - m), as PyTorch computes it
+        xp.multiply(grad, grad, out=scratch)
+        scratch *= 1.0 - beta2
+        v *= beta2
+        v += scratch
         step_size = group["lr"] / (1.0 - beta1**step)
-        denom = xp.sqrt(v)
+        denom = xp.sqrt(v, out=scratch)
         denom /= math.sqrt(1.0 - beta2**step)
         denom += group["eps"]
-        xp.divide(m, denom, out=denom)
-        denom *= step_size
-        p.data -= denom
+        update = xp.divide(m, denom, out=scratch)
+        update *= step_size
+        p.data -= update
 
 
 class RMSprop(Optimizer):
@@ -294,25 +298,30 @@ class RMSprop(Optimizer):
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         square_avg = state["square_avg"]
-        xp.multiply(square_avg, alpha, out=square_avg)
-        square_avg += (1.0 - alpha) * (grad * grad)
+        scratch = xp.multiply(grad, grad)  # the one temporary array of this step
+        scratch *= 1.0 - alpha
+        square_avg *= alpha
+        square_avg += scratch
         if group["centered"]:
             grad_avg = state.setdefault("grad_avg", xp.zeros_like(p.data))
-            grad_avg += (1.0 - alpha) * (grad - grad_avg)  # grad_avg.lerp_(g, 1 - alpha)
-            avg = square_avg - grad_avg * grad_avg
+            xp.subtract(grad, grad_avg, out=scratch)
+            scratch *= 1.0 - alpha
+            grad_avg += scratch  # grad_avg.lerp_(g, 1 - alpha)
+            avg = xp.multiply(grad_avg, grad_avg, out=scratch)
+            xp.subtract(square_avg, avg, out=avg)
             xp.sqrt(avg, out=avg)
         else:
-            avg = xp.sqrt(square_avg)
+            avg = xp.sqrt(square_avg, out=scratch)
         avg += group["eps"]
+        update = xp.divide(grad, avg, out=avg)
         if momentum > 0:
             buf = state.setdefault("momentum_buffer", xp.zeros_like(p.data))
-            xp.multiply(buf, momentum, out=buf)
-            buf += grad / avg
-            p.data -= group["lr"] * buf
+            buf *= momentum
+            buf += update
+            update = xp.multiply(buf, group["lr"], out=update)
         else:
-            xp.divide(grad, avg, out=avg)
-            avg *= group["lr"]
-            p.data -= avg
+            update *= group["lr"]
+        p.data -= update
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False) -> float:
