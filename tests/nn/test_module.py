@@ -325,3 +325,14 @@ def test_sequential_from_an_ordered_dict_uses_its_names():
     seq = nn.Sequential(OrderedDict([("fc", nn.Linear(2, 3)), ("act", nn.ReLU())]))
     assert list(seq.state_dict()) == ["fc.weight", "fc.bias"]
     assert seq.fc is seq[0]
+
+
+def test_deepcopy_gives_an_independent_model_with_the_same_outputs():
+    import copy
+
+    m = Block().eval()
+    twin = copy.deepcopy(m)
+    x = npgan.randn(3, 3)
+    np.testing.assert_array_equal(twin(x).numpy(), m(x).numpy())
+    twin.main[0].weight.data[...] = 0.0
+    assert not np.array_equal(twin(x).numpy(), m(x).numpy())
