@@ -179,7 +179,7 @@ def cmd_train(args) -> int:
     print(f"\ntrained {trainer.config.model} for {summary['steps']} steps in {summary['seconds']:.0f} s "
           f"({summary['ms_per_step']} ms/step)")
     for label, key in (("samples", "final"), ("progress GIF", "gif"), ("loss curves", "losses"),
-                       ("checkpoint", "checkpoint"), ("metrics log", "metrics")):
+                       ("checkpoint", "checkpoint"), ("metrics log", "metrics_log")):
         if os.path.exists(summary[key]):
             print(f"  {label:13s} {summary[key]}")
     if summary.get("metrics"):
@@ -243,7 +243,9 @@ def cmd_sample(args) -> int:
         np.save(out, samples)
     elif out.endswith(".png"):
         if info["is_toy"]:
-            viz.scatter_2d(None, samples, out)
+            from npgan.gan.trainer import save_toy_scatter  # noqa: PLC0415
+
+            save_toy_scatter(info["config"].dataset, samples, out)
         else:
             nrow = info["num_classes"] if info["num_classes"] and args.label is None else None
             viz.save_grid(samples, out, nrow=nrow or int(np.ceil(np.sqrt(len(samples)))))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import npgan
 from npgan import backend, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
-from npgan.data import TOY_DATASETS, DataLoader, load_dataset
+from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes
 from npgan.gan import losses
 from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 
@@ -362,7 +362,7 @@ class Trainer:
         return {
             "out": out,
             "checkpoint": os.path.join(out, "checkpoint.npz"),
-            "metrics": os.path.join(out, "metrics.jsonl"),
+            "metrics_log": os.path.join(out, "metrics.jsonl"),
             "samples": os.path.join(out, "samples"),
             "gif": os.path.join(out, "progress.gif"),
             "losses": os.path.join(out, "losses.png"),
@@ -406,7 +406,7 @@ class Trainer:
         total = steps if steps is not None else self.total_steps()
         paths = self.paths()
         os.makedirs(paths["samples"], exist_ok=True)
-        self._trim_metrics(paths["metrics"])
+        self._trim_metrics(paths["metrics_log"])
         bar = _progress_bar(self.step, total, self.progress, c.model)
         start = time.perf_counter()
         start_step = self.step
@@ -422,7 +422,7 @@ class Trainer:
                     self._watch(floats)
                     floats["time"] = round(time.perf_counter() - start, 3)
                     self.history.append(floats)
-                    with open(paths["metrics"], "a") as f:
+                    with open(paths["metrics_log"], "a") as f:
                         f.write(json.dumps(floats) + "\n")
                     bar.set_postfix_str(_postfix(floats), refresh=False)
                 if self.step % c.sample_every == 0 or self.step == total:
@@ -449,9 +449,8 @@ class Trainer:
         samples = backend.asnumpy(self.generate(noise=self.fixed_noise, labels=self.fixed_labels).data)
         path = os.path.join(self.paths()["samples"], f"step_{self.step:06d}.png")
         if self.is_toy:
-            real = TOY_DATASETS[self.config.dataset](1000, backend.numpy.random.default_rng(0))
-            fake = backend.asnumpy(self.generate(1000).data)
-            viz.scatter_2d(real, fake, path, title=f"{self.config.model} on {self.config.dataset}, step {self.step}")
+            save_toy_scatter(self.config.dataset, backend.asnumpy(self.generate(1000).data), path,
+                             title=f"{self.config.model} on {self.config.dataset}, step {self.step}")
         else:
             nrow = self.num_classes if self.num_classes else int(math.ceil(math.sqrt(len(samples))))
             viz.save_grid(samples, path, nrow=nrow)
@@ -556,6 +555,15 @@ def load_generator(path: str, device: str = "cpu"):
     info = {"nz": nz, "num_classes": int(state["num_classes"]), "sample_shape": shape,
             "is_toy": bool(state["is_toy"]), "config": config, "step": int(state["step"])}
     return G, info
+
+
+def save_toy_scatter(dataset: str, samples, path: str, title=None) -> str:
+    """Generated 2-D points over 1,000 real ones, modes circled, on fixed axes (steady GIF frames)."""
+    from npgan import viz  # noqa: PLC0415
+
+    real = TOY_DATASETS[dataset](1000, backend.numpy.random.default_rng(0))
+    bound = float(abs(real).max()) * 1.25
+    return viz.scatter_2d(real, samples, path, modes=toy_modes(dataset), title=title, limits=(-bound, bound))
 
 
 def _postfix(row) -> str:
