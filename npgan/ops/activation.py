@@ -14,18 +14,27 @@ xp_of = backend.get_array_module
 
 
 class LeakyReLUGrad(Function):
-    """gy -> gy where x > 0, slope * gy elsewhere. Linear in gy, so it is its own derivative."""
+    """gy -> gy where x > 0, slope * gy elsewhere. Linear in gy, so it is its own derivative.
 
-    def __init__(self, positive, slope):
-        self.positive, self.slope = positive, slope
+    It multiplies by a float mask (1 or slope) instead of ``xp.where(positive, gy, slope * gy)``: on the
+    random signs of activations ``where`` mispredicts a branch per element and runs ~40x slower on NumPy.
+    """
+
+    def __init__(self, positive, slope, mask=None):
+        self.positive, self.slope, self.mask = positive, slope, mask
 
     def forward(self, gy):
         if self.slope == 0.0:
-            return gy * self.positive
-        return xp_of(gy).where(self.positive, gy, gy * self.slope)
+            return gy * self.positive  # bool * float32 stays float32
+        if self.mask is None or self.mask.dtype != gy.dtype:
+            mask = self.positive.astype(gy.dtype)  # 1 where x > 0, else 0 ...
+            mask *= 1.0 - self.slope
+            mask += self.slope  # ... then 1 where x > 0, else slope
+            self.mask = mask
+        return gy * self.mask
 
     def backward(self, ggx):
-        return LeakyReLUGrad(self.positive, self.slope)(ggx)
+        return LeakyReLUGrad(self.positive, self.slope, self.mask)(ggx)
 
 
 class LeakyReLU(Function):
@@ -33,10 +42,14 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
+        xp = xp_of(x)
         self.positive = x > 0
         if self.slope == 0.0:
-            return x * self.positive
-        return xp_of(x).where(self.positive, x, x * self.slope)
+            return xp.maximum(x, 0)
+        y = x * self.slope
+        if 0.0 < self.slope < 1.0:
+            return xp.maximum(x, y, out=y)  # max(x, slope x) is x for x > 0 and slope x below 0
+        return xp.where(self.positive, x, y)  # slopes outside (0, 1): rare, keep the plain definition
 
     def backward(self, gy):  # d/dx = 1 for x > 0, slope otherwise
         return LeakyReLUGrad(self.positive, self.slope)(gy)
@@ -131,7 +144,9 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor
 
 
 def binary_cross_entropy(probs, target, reduction="mean", eps=1e-7) -> Tensor:
-    """BCE on probabilities (after a sigmoid); clamps log's argument like PyTorch's log >= -100."""
+    """BCE on probabilities (after a sigmoid). Probabilities are clamped to [eps, 1 - eps] so the loss
+    and its gradient stay finite at 0 and 1 (where the gradient is then 0); PyTorch clamps log at -100
+    instead, so the two differ only for saturated probabilities. Prefer the ``_with_logits`` form."""
     probs, target = _loss_pair("binary_cross_entropy", probs, target)
     from npgan.ops.core import clip  # noqa: PLC0415
 
