@@ -304,6 +304,18 @@ def test_binary_cross_entropy_with_logits_is_exact_for_logits_of_plus_minus_1000
     np.testing.assert_array_equal(logits.grad.numpy(), [0.0, 0.0, 0.25, -0.25])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_cross_entropy_is_finite_for_probabilities_of_exactly_0_and_1(dtype):
+    probs = npgan.tensor([0.0, 1.0, 0.0, 1.0], dtype=dtype, requires_grad=True)
+    target = npgan.tensor([1.0, 0.0, 0.0, 1.0], dtype=dtype)
+    losses = F.binary_cross_entropy(probs, target, reduction="none")
+    losses.sum().backward()
+    values = losses.numpy()
+    assert np.isfinite(values).all() and np.isfinite(probs.grad.numpy()).all()
+    assert values[0] > 15.0 and values[1] > 15.0  # confidently wrong: -log(1e-7) = 16.1
+    assert values[2] < 1e-6 and values[3] < 1e-6  # confidently right
+
+
 def test_log_softmax_is_finite_for_large_logits():
     x = npgan.tensor([[1000.0, 0.0, -1000.0]], requires_grad=True)
     y = F.log_softmax(x)
