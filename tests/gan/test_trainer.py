@@ -1,0 +1,158 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+import npgan
+from npgan.checkpoint import load_checkpoint
+from npgan.gan import TrainConfig, Trainer, TrainingDiverged
+from npgan.gan.trainer import load_generator
+
+TINY = dict(dataset="fake", batch_size=8, ngf=4, ndf=4, nz=8, log_every=1, sample_every=2, checkpoint_every=2,
+            metrics=False, num_samples=4)
+
+
+def tiny(tmp_path, **overrides):
+    settings = dict(TINY, out=str(tmp_path / "run"))
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.mark.parametrize("model", ["gan", "dcgan", "wgan", "wgan-gp", "cgan"])
+def test_every_variant_trains_and_writes_its_outputs(tmp_path, model):
+    extra = {"n_critic": 2} if model.startswith("wgan") else {}
+    trainer = Trainer(tiny(tmp_path, model=model, steps=2, hidden=8, **extra), progress=False)
+    if model == "wgan":
+        trainer.variant = dataclasses_replace(trainer.variant, warmup_critic=False)  # skip the 100-step warm-up
+    before = [p.numpy().copy() for p in trainer.G.parameters()]
+    summary = trainer.train()
+    assert summary["steps"] == 2
+    for key in ("checkpoint", "gif", "losses", "final", "metrics_log"):
+        assert os.path.getsize(summary[key]) > 0, key
+    assert any(not np.array_equal(b, p.numpy()) for b, p in zip(before, trainer.G.parameters()))
+    rows = [json.loads(line) for line in open(summary["metrics_log"])]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in rows)
+    if model.startswith("wgan"):
+        assert "wasserstein" in rows[0]
+    else:
+        assert 0 <= rows[0]["d_x"] <= 1
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_parameters_stay_float32_through_training(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="wgan-gp", steps=1, n_critic=1), progress=False)
+    trainer.train()
+    for p in list(trainer.G.parameters()) + list(trainer.D.parameters()):
+        assert p.dtype == np.float32
+        assert p.grad is None or p.grad.dtype == np.float32
+
+
+def test_wgan_clips_critic_weights(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="wgan", steps=1, n_critic=1, lr_d=1.0), progress=False)
+    trainer.variant = dataclasses_replace(trainer.variant, warmup_critic=False)
+    trainer.train()
+    assert max(float(np.abs(p.numpy()).max()) for p in trainer.D.parameters()) <= 0.01 + 1e-9
+
+
+def test_wgan_critic_schedule_follows_the_paper(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="wgan", steps=1), progress=False)
+    schedule = []
+    for step in (0, 24, 25, 26, 500, 501):
+        trainer.step = step
+        schedule.append(trainer._critic_iterations())
+    assert schedule == [100, 100, 5, 5, 100, 5]
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    straight = Trainer(tiny(tmp_path / "a", model="dcgan", steps=4), progress=False)
+    straight.train()
+    first = Trainer(tiny(tmp_path / "b", model="dcgan", steps=2), progress=False)
+    first.train()
+    resumed = Trainer.from_checkpoint(str(tmp_path / "b" / "run" / "checkpoint.npz"), progress=False, steps=4)
+    assert resumed.step == 2
+    resumed.train()
+    for name, value in straight.G.state_dict().items():
+        assert np.array_equal(value, resumed.G.state_dict()[name]), name
+    for name, value in straight.D.state_dict().items():
+        assert np.array_equal(value, resumed.D.state_dict()[name]), name
+    rows = [json.loads(line)["step"] for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
+    assert rows == [1, 2, 3, 4]
+
+
+def test_resume_of_a_toy_run_is_exact_too(tmp_path):
+    straight = Trainer(tiny(tmp_path / "a", model="gan", dataset="ring8", steps=4, hidden=8), progress=False)
+    straight.train()
+    first = Trainer(tiny(tmp_path / "b", model="gan", dataset="ring8", steps=2, hidden=8), progress=False)
+    first.train()
+    resumed = Trainer.from_checkpoint(str(tmp_path / "b" / "run" / "checkpoint.npz"), progress=False, steps=4)
+    resumed.train()
+    for name, value in straight.G.state_dict().items():
+        assert np.array_equal(value, resumed.G.state_dict()[name]), name
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="dcgan", steps=6), progress=False)
+    trainer.train(steps=2)
+    path = tmp_path / "run" / "checkpoint.npz"
+    good = load_checkpoint(str(path))
+    assert good["step"] == 2
+    for p in trainer.D.parameters():  # poison the critic: every loss is NaN from here on
+        p.data[...] = np.nan
+    with pytest.raises(TrainingDiverged, match=r"became nan at step 3.*last good checkpoint is kept"):
+        trainer.train()
+    kept = load_checkpoint(str(path))
+    assert kept["step"] == 2
+    for name, value in good["generator"].items():
+        assert np.array_equal(value, kept["generator"][name])
+
+
+def test_large_gradient_norm_warns(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="dcgan", steps=1), progress=False)
+    for p in trainer.D.parameters():
+        p.data *= 300.0
+    with pytest.warns(RuntimeWarning, match="gradient norm"):
+        trainer.train()
+
+
+def test_generator_loads_from_a_checkpoint_without_the_dataset(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="cgan", steps=2), progress=False)
+    trainer.train()
+    G, info = load_generator(str(tmp_path / "run" / "checkpoint.npz"))
+    assert info["num_classes"] == 10 and info["sample_shape"] == (1, 28, 28) and info["step"] == 2
+    z = npgan.randn(3, info["nz"])
+    labels = npgan.tensor(np.array([0, 1, 2]))
+    trainer.G.eval()
+    with npgan.no_grad():
+        assert np.array_equal(G(z, labels).numpy(), trainer.G(z, labels).numpy())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "vae", "model must be one of"),
+    ("batch_size", 0, "batch_size must be >= 1"),
+    ("lr_d", -1.0, "lr_d must be > 0"),
+    ("beta1", 1.0, r"beta1 must be in \[0, 1\)"),
+    ("label_smoothing", 1.5, "label_smoothing"),
+    ("noise", "cauchy", "noise must be gaussian or uniform"),
+    ("device", "tpu", "device must be one of"),
+    ("n_critic", 0, "n_critic must be an int >= 1"),
+])
+def test_bad_settings_are_clear_errors(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(tiny(tmp_path, **{field: value}), progress=False)
+
+
+def test_cgan_on_a_toy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cgan needs a labelled image dataset"):
+        Trainer(tiny(tmp_path, model="cgan", dataset="ring8"), progress=False)
+
+
+def test_batch_larger_than_dataset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="batch_size 5000 is larger than the dataset"):
+        Trainer(tiny(tmp_path, model="dcgan", batch_size=5000), progress=False)
