@@ -10,8 +10,8 @@ import npgan.functional as F
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 
 
-def leaf(values, device="cpu"):
-    return npgan.tensor(np.asarray(values, dtype=np.float64), requires_grad=True, device=device)
+def leaf(values):
+    return npgan.tensor(np.asarray(values, dtype=np.float64), requires_grad=True)
 
 
 # -- Tensor attributes and conversions -----------------------------------------------------------------
