@@ -23,8 +23,8 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Context manager (and decorator) that turns graph recording on or off."""
+class _GradMode(contextlib.ContextDecorator):
+    """Context manager (and decorator) that turns graph recording on or off inside its block."""
 
     def __init__(self, mode: bool):
         self.mode = bool(mode)
@@ -42,7 +42,26 @@ class set_grad_enabled(contextlib.ContextDecorator):
         return False
 
 
-class no_grad(set_grad_enabled):
+class set_grad_enabled(_GradMode):
+    """``set_grad_enabled(False)`` switches recording off at once (as in PyTorch); as a context manager
+    (``with set_grad_enabled(mode):``) the previous mode comes back at the end of the block."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        super().__init__(mode)
+        self._previous = _grad_enabled
+        _grad_enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+
+class no_grad(_GradMode):
     """``with npgan.no_grad():`` (or ``@npgan.no_grad()``, ``@npgan.no_grad``): ops record no graph."""
 
     def __new__(cls, func=None):
@@ -56,7 +75,7 @@ class no_grad(set_grad_enabled):
         super().__init__(False)
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_GradMode):
     def __init__(self):
         super().__init__(True)
 

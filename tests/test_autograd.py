@@ -367,3 +367,17 @@ def test_gradients_flow_back_across_devices():
     (y * y).sum().backward()
     assert x.grad.device == "cpu"
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_set_grad_enabled_called_as_a_function_switches_recording_at_once():
+    x = npgan.ones(2, requires_grad=True)
+    npgan.set_grad_enabled(False)
+    try:
+        assert not npgan.is_grad_enabled()
+        assert not (x * 2.0).requires_grad
+    finally:
+        npgan.set_grad_enabled(True)
+    assert (x * 2.0).requires_grad
+    with npgan.set_grad_enabled(False):
+        assert not (x * 2.0).requires_grad
+    assert npgan.is_grad_enabled()

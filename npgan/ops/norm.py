@@ -90,7 +90,7 @@ def dropout(x, p=0.5, training=True) -> Tensor:
     if p == 1.0:
         return x * 0.0
     keep = backend.random_uniform(x.shape, dtype=x.dtype, device=x.device) >= p
-    return x * Tensor(keep * (1.0 / (1.0 - p)))
+    return x * Tensor(keep.astype(x.dtype) * (1.0 / (1.0 - p)))
 
 
 def embedding(indices, weight) -> Tensor:

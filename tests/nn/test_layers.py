@@ -338,8 +338,6 @@ def test_dropout_zeros_a_fraction_p_and_scales_the_rest_while_training():
     np.testing.assert_allclose(out[out != 0], 1 / 0.7, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="F.dropout (npgan/ops/norm.py) scales a bool mask by a Python float, "
-                                       "which NumPy makes float64; remove this mark once fixed")
 def test_dropout_keeps_float32():
     assert nn.Dropout(0.3)(npgan.ones(4, 4)).dtype == np.float32
 
