@@ -6,9 +6,9 @@ Notation (once, for the whole file):
     OH = (H + 2 PH - KH) // SH + 1   (and the same for OW).
 
 How a convolution becomes one matrix product (im2col):
-    col[(c, kh, kw), (n, oh, ow)] = x_padded[n, c, oh*SH + kh, ow*SW + kw]      shape (C*KH*KW, N*OH*OW)
-    y[o, (n, oh, ow)] = sum_(c,kh,kw) W[o, (c, kh, kw)] * col[(c, kh, kw), (n, oh, ow)]    one GEMM
-The reverse, col2im, adds every column entry back to the pixel it came from: KH*KW strided slice-adds.
+    col[(c, kh, kw), (oh, ow, n)] = x_padded[n, c, oh*SH + kh, ow*SW + kw]      shape (C*KH*KW, OH*OW*N)
+    y[o, (oh, ow, n)] = sum_(c,kh,kw) W[o, (c, kh, kw)] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
+The reverse, col2im, adds every column entry back to the pixel it came from (see ``col2im``).
 
 The three ops are each other's gradients (Chainer's pattern), and each is a differentiable Function:
     conv2d(x, W)            d/dx -> conv_transpose2d(gy, W)     d/dW -> conv2d_grad_weight(x, gy)
@@ -17,9 +17,11 @@ The three ops are each other's gradients (Chainer's pattern), and each is a diff
                             d/dx -> conv_transpose2d(gy, gW)    d/dgy -> conv2d(x, gW)
 so second derivatives through convolutions (WGAN-GP's penalty) need no extra code.
 
-Memory layout: activations are stored channel-major (C, N, H, W) in memory and handed out as (N, C, H, W)
-views. That is the order the GEMM produces and im2col reads, so no large transposes are copied; NumPy's
-elementwise ops keep the layout of their inputs.
+Memory layout: activations are stored batch-last, (C, H, W, N) in memory, and handed out as (N, C, H, W)
+views. That is the order the GEMM produces (one row per channel), so no large transposes are copied, and
+the shifted, strided windows of im2col and col2im then move runs of N contiguous numbers instead of rows of
+W numbers: 3-8x faster on NumPy than the (C, N, H, W) order. NumPy's elementwise ops keep the layout of
+their inputs, so the activations, BatchNorm and their gradients stay batch-last too.
 """
 
 from __future__ import annotations
@@ -49,59 +51,112 @@ def conv_transpose_output_size(size, kernel, stride, padding, output_padding=0):
     return (size - 1) * stride - 2 * padding + kernel + output_padding
 
 
-# -- im2col / col2im -------------------------------------------------------------------------------------
+# -- layout, GEMM, im2col / col2im -----------------------------------------------------------------------
+
+
+def batch_last(x):
+    """(N, C, H, W) -> the (C, H, W, N) view; its memory is contiguous when x came from a conv."""
+    return x.transpose(1, 2, 3, 0)
+
+
+def batch_first(a):
+    """(C, H, W, N) -> the (N, C, H, W) view that ops hand out."""
+    return a.transpose(3, 0, 1, 2)
+
+
+def channel_rows(x):
+    """(N, C, H, W) -> (C, H*W*N): a view when x is stored batch-last, else one copy."""
+    return batch_last(x).reshape(x.shape[1], -1)
+
+
+def gemm(a, b):
+    """The matrix product of every convolution (one function, so ``--profile`` can time it)."""
+    return xp_of(a, b).matmul(a, b)
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW):
-    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW): one strided view of the padded input, copied once."""
+    """x (N, C, H, W) -> col (C*KH*KW, OH*OW*N): one strided view of the padded input, copied once."""
     xp = xp_of(x)
     N, C, H, W = x.shape
     OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
     if PH or PW:
-        padded = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=x.dtype)
-        padded[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
+        padded = xp.empty((C, H + 2 * PH, W + 2 * PW, N), dtype=x.dtype)
+        padded[:, :PH] = 0  # zero only the border, then copy the image in
+        padded[:, PH + H:] = 0
+        padded[:, PH:PH + H, :PW] = 0
+        padded[:, PH:PH + H, PW + W:] = 0
+        padded[:, PH:PH + H, PW:PW + W] = batch_last(x)
     else:
-        padded = x.transpose(1, 0, 2, 3)  # a view; as_strided below works with any strides
-    sC, sN, sH, sW = padded.strides
-    windows = backend.as_strided(padded, (C, KH, KW, N, OH, OW), (sC, sH, sW, sN, sH * SH, sW * SW))
-    return windows.reshape(C * KH * KW, N * OH * OW)  # the copy into GEMM order
+        padded = batch_last(x)  # a view; as_strided below works with any strides
+    sC, sH, sW, sN = padded.strides
+    windows = backend.as_strided(padded, (C, KH, KW, OH, OW, N), (sC, sH, sW, sH * SH, sW * SW, sN))
+    return windows.reshape(C * KH * KW, OH * OW * N)  # the copy into GEMM order
 
 
-def col2im(col, shape, KH, KW, SH, SW, PH, PW, OH, OW):
-    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), adding overlapping windows: KH*KW strided slice-adds."""
+def col2im(col, C, out_size, KH, KW, SH, SW, PH, PW, H, W):
+    """col (C*KH*KW, H*W*N) -> (C, OH, OW, N), adding each column entry to the output pixel it feeds.
+
+    Input pixel (ih, iw) and tap (kh, kw) land on output (ih*SH - PH + kh, iw*SW - PW + kw). Output rows of
+    one phase oh % SH = r, oh = r + SH*m, get the taps kh with (kh - PH - r) % SH == 0, each one a shifted
+    copy of an input plane: m = ih + (kh - PH - r) // SH. So every phase is a sum of shifted slices, written
+    into the strided view out[:, r::SH, q::SW] (no scatter, no atomics: it runs unchanged on CuPy).
+    """
     xp = xp_of(col)
-    N, C, H, W = shape
-    col = col.reshape(C, KH, KW, N, OH, OW)
-    padded = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=col.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            padded[:, :, kh:kh + SH * OH:SH, kw:kw + SW * OW:SW] += col[:, kh, kw]
-    return padded[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
-
-
-def _channel_major(x):
-    """(N, C, H, W) -> (C, N*H*W); free when x is already stored channel-major."""
-    N, C, H, W = x.shape
-    return x.transpose(1, 0, 2, 3).reshape(C, N * H * W)
+    OH, OW = out_size
+    N = col.shape[1] // (H * W)
+    col = col.reshape(C, KH, KW, H, W, N)
+    out = xp.empty((C, OH, OW, N), dtype=col.dtype)
+    for r in range(min(SH, OH)):
+        MH = (OH - r + SH - 1) // SH  # output rows of this phase
+        taps_h = [(kh, (kh - PH - r) // SH) for kh in range(KH) if (kh - PH - r) % SH == 0]
+        for q in range(min(SW, OW)):
+            MW = (OW - q + SW - 1) // SW
+            taps_w = [(kw, (kw - PW - q) // SW) for kw in range(KW) if (kw - PW - q) % SW == 0]
+            target = out[:, r::SH, q::SW]
+            taps = [(kh, dh, kw, dw) for kh, dh in taps_h for kw, dw in taps_w]
+            filled = False
+            for kh, dh, kw, dw in taps:
+                m0, m1, n0, n1 = max(0, dh), min(MH, H + dh), max(0, dw), min(MW, W + dw)
+                if m0 >= m1 or n0 >= n1:
+                    continue
+                piece = col[:, kh, kw, m0 - dh:m1 - dh, n0 - dw:n1 - dw]
+                if not filled:
+                    filled = True
+                    if (m0, m1, n0, n1) == (0, MH, 0, MW):  # covers the phase: copy, no zero fill
+                        target[...] = piece
+                        continue
+                    target[...] = 0
+                target[:, m0:m1, n0:n1] += piece
+            if not filled:
+                target[...] = 0
+    return out
 
 
 # -- the three convolution Functions -----------------------------------------------------------------------
 
 
 class Conv2d(Function):
-    """y = conv2d(x, W): x (N, C, H, W), W (O, C, KH, KW) -> y (N, O, OH, OW)."""
+    """y = conv2d(x, W): x (N, C, H, W), W (O, C, KH, KW) -> y (N, O, OH, OW).
 
-    def __init__(self, stride, padding):
-        self.stride, self.padding = stride, padding
+    The im2col matrix is not kept for the weight gradient (it is 4x the input for a 4x4 stride-2 kernel):
+    backward rebuilds it, which costs one copy and keeps peak memory down. ``keep_col`` keeps it for a
+    caller that needs it right away (ConvTranspose2d.backward, whose two gradients share one im2col).
+    """
+
+    def __init__(self, stride, padding, keep_col=False):
+        self.stride, self.padding, self.keep_col = stride, padding, keep_col
+        self.col = None
 
     def forward(self, x, W):
         (SH, SW), (PH, PW) = self.stride, self.padding
         O, C, KH, KW = W.shape
         N, _, H, W_in = x.shape
         OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W_in, KW, SW, PW)
-        self.col = im2col(x, KH, KW, SH, SW, PH, PW)  # kept for the weight gradient
-        y = W.reshape(O, C * KH * KW) @ self.col  # (O, N*OH*OW)
-        return y.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)
+        col = im2col(x, KH, KW, SH, SW, PH, PW)
+        if self.keep_col:
+            self.col = col
+        y = gemm(W.reshape(O, C * KH * KW), col)  # (O, OH*OW*N)
+        return batch_first(y.reshape(O, OH, OW, N))
 
     def backward(self, gy):
         x, W = self.inputs
@@ -109,7 +164,7 @@ class Conv2d(Function):
         if self.needs_input_grad[0]:
             gx = ConvTranspose2d(self.stride, self.padding, x.shape[2:])(gy, W)
         if self.needs_input_grad[1]:
-            gW = Conv2dGradWeight(W.shape[2:], self.stride, self.padding, col=self.col)(x, gy)
+            gW = Conv2dGradWeight(W.shape[2:], self.stride, self.padding)(x, gy)
         return gx, gW
 
 
@@ -126,23 +181,26 @@ class ConvTranspose2d(Function):
         (SH, SW), (PH, PW) = self.stride, self.padding
         C, O, KH, KW = W.shape
         N, _, H, W_in = x.shape
-        col = W.reshape(C, O * KH * KW).T @ _channel_major(x)  # (O*KH*KW, N*H*W)
-        return col2im(col, (N, O) + self.out_size, KH, KW, SH, SW, PH, PW, H, W_in)
+        col = gemm(W.reshape(C, O * KH * KW).T, channel_rows(x))  # (O*KH*KW, H*W*N)
+        return batch_first(col2im(col, O, self.out_size, KH, KW, SH, SW, PH, PW, H, W_in))
 
     def backward(self, gy):
         x, W = self.inputs
         gx = gW = None
+        col = None
         if self.needs_input_grad[0]:
-            gx = Conv2d(self.stride, self.padding)(gy, W)
+            conv = Conv2d(self.stride, self.padding, keep_col=self.needs_input_grad[1])
+            gx = conv(gy, W)
+            col, conv.col = conv.col, None  # im2col(gy), needed again by the weight gradient
         if self.needs_input_grad[1]:
-            gW = Conv2dGradWeight(W.shape[2:], self.stride, self.padding)(gy, x)
+            gW = Conv2dGradWeight(W.shape[2:], self.stride, self.padding, col=col)(gy, x)
         return gx, gW
 
 
 class Conv2dGradWeight(Function):
     """gW = conv2d_grad_weight(x, gy): the gradient of conv2d(x, W) with respect to W.
 
-    gW[o, (c, kh, kw)] = sum_(n, oh, ow) gy[n, o, oh, ow] * col[(c, kh, kw), (n, oh, ow)]    one GEMM
+    gW[o, (c, kh, kw)] = sum_(oh, ow, n) gy[n, o, oh, ow] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
     """
 
     def __init__(self, kernel_size, stride, padding, col=None):
@@ -151,9 +209,9 @@ class Conv2dGradWeight(Function):
     def forward(self, x, gy):
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         col = self.col if self.col is not None else im2col(x, KH, KW, SH, SW, PH, PW)
-        self.col = None  # the forward pass's buffer is not needed any longer
+        self.col = None  # a shared buffer is not needed any longer
         O, C = gy.shape[1], x.shape[1]
-        return (_channel_major(gy) @ col.T).reshape(O, C, KH, KW)
+        return gemm(channel_rows(gy), col.T).reshape(O, C, KH, KW)
 
     def backward(self, ggW):
         x, gy = self.inputs

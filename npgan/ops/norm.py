@@ -1,7 +1,9 @@
-"""Normalisation, dropout and embedding, composed from differentiable ops.
+"""Normalisation, dropout and embedding.
 
-Because they are built from ops whose backward is itself differentiable, their second derivatives (the
-WGAN-GP critic with LayerNorm, or BatchNorm) come for free.
+Layer norm, dropout, embedding and batch norm in eval mode are composed from differentiable ops, so their
+second derivatives (a WGAN-GP critic with LayerNorm) come for free. Batch norm in training mode, the hot
+path of every DCGAN step, is one fused op (``BatchNorm``): a few NumPy passes over the raw arrays forward
+and backward, and a composed, differentiable backward when a graph of the gradient is being built.
 """
 
 from __future__ import annotations
@@ -9,14 +11,110 @@ from __future__ import annotations
 import numbers
 
 from npgan import backend
-from npgan.autograd import Tensor, as_tensor
+from npgan.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from npgan.ops.core import getitem, mean
+from npgan.ops.core import sum as sum_
 
 xp_of = backend.get_array_module
 
 
 def _channel_shape(x):
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _batch_last(x):
+    """x (N, C, ...) -> (C, ..., N) and back: the layout conv outputs are stored in (``ops/conv.py``)."""
+    perm = tuple(range(1, x.ndim)) + (0,)
+    inverse = (x.ndim - 1,) + tuple(range(x.ndim - 1))
+    return perm, inverse
+
+
+def _rowdot(a, b):
+    """sum(a * b, axis=1) of two (C, M) arrays as C dot products (BLAS: fast, no temporary array)."""
+    return (a[:, None, :] @ b[:, :, None]).reshape(a.shape[0])
+
+
+class BatchNorm(Function):
+    """Training-mode batch norm of x (N, C, ...) with its batch statistics, and affine weight and bias.
+
+    Computed on the rows of the (C, M) view of x, M = N * H * W (a view, no copy, for conv outputs):
+        mean = sum_j x_ij / M,   var = sum_j (x_ij - mean)^2 / M,   y = (x - mean) / sqrt(var + eps) * w + b
+    Backward, with x_hat = (x - mean) / sqrt(var + eps) and g = gy:
+        gx = w / sqrt(var + eps) * (g - mean_j(g) - x_hat * mean_j(g * x_hat))
+        gw = sum_j g * x_hat,   gb = sum_j g
+    When no graph of the gradient is recorded (plain ``backward()``) these run on raw arrays, a handful of
+    passes; under ``create_graph=True`` the same formulas are written with Tensor ops of x, so they can be
+    differentiated again. ``running_mean`` / ``running_var`` (arrays or None) are updated in place.
+    """
+
+    def __init__(self, eps, running_mean=None, running_var=None, momentum=0.1):
+        self.eps, self.running_mean, self.running_var, self.momentum = eps, running_mean, running_var, momentum
+
+    def forward(self, x, weight, bias):
+        xp = xp_of(x)
+        perm, inverse = _batch_last(x)
+        channels = x.shape[1]
+        rows = x.transpose(perm).reshape(channels, -1)
+        count = rows.shape[1]
+        mean_ = rows.mean(axis=1)
+        centered = rows - mean_[:, None]
+        var = _rowdot(centered, centered) / count
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        self.mean, self.inv_std = mean_, inv_std
+        if self.running_mean is not None and self.running_var is not None:
+            unbiased = var * (count / (count - 1))
+            self.running_mean *= 1.0 - self.momentum
+            self.running_mean += self.momentum * mean_
+            self.running_var *= 1.0 - self.momentum
+            self.running_var += self.momentum * unbiased
+        self.running_mean = self.running_var = None
+        centered *= (inv_std * weight)[:, None]  # y = x_hat * w + b, in the buffer of (x - mean)
+        centered += bias[:, None]
+        return centered.reshape([x.shape[i] for i in perm]).transpose(inverse)
+
+    def backward(self, gy):
+        if is_grad_enabled():
+            return self._differentiable_backward(gy)
+        x, weight, _ = self.inputs
+        perm, inverse = _batch_last(x.data)
+        channels = x.shape[1]
+        x_rows = x.data.transpose(perm).reshape(channels, -1)
+        g = gy.data.transpose(perm).reshape(channels, -1)
+        count = x_rows.shape[1]
+        sum_g = g.sum(axis=1)
+        gx_rows = x_rows - self.mean[:, None]  # x - mean, turned into gx in place below
+        sum_g_xhat = _rowdot(g, gx_rows) * self.inv_std
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            # gx = w inv_std (g - sum_g / M - (x - mean) * inv_std * sum_g_xhat / M), four in-place passes
+            gx_rows *= (self.inv_std * sum_g_xhat * (-1.0 / count))[:, None]
+            gx_rows += g
+            gx_rows -= (sum_g * (1.0 / count))[:, None]
+            gx_rows *= (weight.data * self.inv_std)[:, None]
+            gx = Tensor(gx_rows.reshape([x.shape[i] for i in perm]).transpose(inverse))
+        if self.needs_input_grad[1]:
+            gw = Tensor(sum_g_xhat)
+        if self.needs_input_grad[2]:
+            gb = Tensor(sum_g)
+        return gx, gw, gb
+
+    def _differentiable_backward(self, gy):
+        x, weight, _ = self.inputs
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = _channel_shape(x)
+        centered = x - mean(x, axes, keepdims=True)
+        inv_std = (mean(centered * centered, axes, keepdims=True) + self.eps) ** -0.5
+        x_hat = centered * inv_std
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            g_hat = gy * weight.reshape(shape)
+            gx = inv_std * (g_hat - mean(g_hat, axes, keepdims=True)
+                            - x_hat * mean(g_hat * x_hat, axes, keepdims=True))
+        if self.needs_input_grad[1]:
+            gw = sum_(gy * x_hat, axes)
+        if self.needs_input_grad[2]:
+            gb = sum_(gy, axes)
+        return gx, gw, gb
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
@@ -35,27 +133,19 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         if t is not None and tuple(t.shape) != (channels,):
             raise ValueError(f"batch_norm: {name} must have shape ({channels},) for input {x.shape}, got {t.shape}")
     shape = _channel_shape(x)
-    axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // channels
     if training:
         if count < 2:
             raise ValueError(f"batch_norm: need more than 1 value per channel when training, got input {x.shape}")
-        batch_mean = mean(x, axes, keepdims=True)
-        centered = x - batch_mean
-        batch_var = mean(centered * centered, axes, keepdims=True)
-        if running_mean is not None and running_var is not None:
-            unbiased = batch_var.data.reshape(channels) * (count / (count - 1))
-            running_mean *= 1.0 - momentum
-            running_mean += momentum * batch_mean.data.reshape(channels)
-            running_var *= 1.0 - momentum
-            running_var += momentum * unbiased
-        x_hat = centered * (batch_var + eps) ** -0.5
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: eval mode needs running_mean and running_var")
-        inv_std = (running_var + eps) ** -0.5
-        scale = Tensor((inv_std).reshape(shape).astype(x.dtype, copy=False))
-        x_hat = (x - Tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))) * scale
+        xp = xp_of(x.data)
+        weight = weight if weight is not None else Tensor(xp.ones(channels, dtype=x.dtype))
+        bias = bias if bias is not None else Tensor(xp.zeros(channels, dtype=x.dtype))
+        return BatchNorm(eps, running_mean, running_var, momentum)(x, weight, bias)
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+    inv_std = (running_var + eps) ** -0.5
+    scale = Tensor((inv_std).reshape(shape).astype(x.dtype, copy=False))
+    x_hat = (x - Tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))) * scale
     if weight is not None:
         x_hat = x_hat * weight.reshape(shape)
     if bias is not None:
