@@ -1,6 +1,7 @@
 """Parameter, Module and Sequential: registration, iteration, modes, devices, state_dict, repr, paths
 (npgan/nn/module.py)."""
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -328,8 +329,6 @@ def test_sequential_from_an_ordered_dict_uses_its_names():
 
 
 def test_deepcopy_gives_an_independent_model_with_the_same_outputs():
-    import copy
-
     m = Block().eval()
     twin = copy.deepcopy(m)
     x = npgan.randn(3, 3)
