@@ -327,7 +327,17 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line that does not break the progress bar."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    tqdm.write(f"npgan: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    import warnings  # noqa: PLC0415
+
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate, "bench": cmd_bench,

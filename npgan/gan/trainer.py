@@ -194,6 +194,7 @@ class Trainer:
                 backend.numpy.arange(config.num_samples) % self.num_classes, device=self.device
             )
         self.sample_paths: list[str] = []
+        self._warned: dict = {}  # warning kind -> step it was last given
 
     # -- construction ----------------------------------------------------------------------------------
     @property
@@ -387,16 +388,22 @@ class Trainer:
                     "Try a lower learning rate (--lr-d/--lr-g) or another loss."
                 )
 
+    def _warn(self, key, message):
+        """Warn, but about the same thing at most once every 10 logged rows."""
+        last = self._warned.get(key)
+        if last is None or self.step - last >= 10 * self.config.log_every:
+            self._warned[key] = self.step
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
     def _watch(self, row):
         if self.loss in ("minimax", "non-saturating") and row.get("loss_d", 1.0) < 1e-3:
-            warnings.warn(f"step {row['step']}: D's loss collapsed to {row['loss_d']:.2e}; G may get no gradient "
-                          "(try label smoothing or instance noise)", RuntimeWarning, stacklevel=3)
+            self._warn("collapse", f"step {row['step']}: D's loss collapsed to {row['loss_d']:.2e}; G may get no "
+                                   "gradient (try --label-smoothing or --instance-noise)")
         for name, module in (("D", self.D), ("G", self.G)):
             norm = self._grad_norm(module)
             row[f"grad_norm_{name.lower()}"] = norm
             if norm > 100.0:
-                warnings.warn(f"step {row['step']}: {name}'s gradient norm is {norm:.1f} (> 100)", RuntimeWarning,
-                              stacklevel=3)
+                self._warn(f"norm {name}", f"step {row['step']}: {name}'s gradient norm is {norm:.1f} (> 100)")
 
     def train(self, steps: int | None = None) -> dict:
         """Train until ``steps`` (default: the config's total) generator steps are done; returns a summary."""
