@@ -69,43 +69,63 @@ def channel_rows(x):
     return batch_last(x).reshape(x.shape[1], -1)
 
 
-def gemm(a, b):
+def gemm(a, b, out=None):
     """The matrix product of every convolution (one function, so ``--profile`` can time it)."""
-    return xp_of(a, b).matmul(a, b)
+    return xp_of(a, b).matmul(a, b, out=out)
 
 
-def im2col(x, KH, KW, SH, SW, PH, PW):
-    """x (N, C, H, W) -> col (C*KH*KW, OH*OW*N): one strided view of the padded input, copied once."""
+# im2col matrices are 4x the input for a 4x4 stride-2 kernel (16.8 MB for DCGAN's 64x16x16 layer, batch 64).
+# They are built and consumed in blocks of about this many bytes: less peak memory, and each block is
+# still in cache when the GEMM (or col2im) reads it.
+BLOCK_BYTES = 4 * 2**20
+
+
+def _blocks(total, bytes_per_item):
+    """[(start, stop), ...] covering range(total) in blocks of about BLOCK_BYTES."""
+    size = max(1, min(total, BLOCK_BYTES // max(1, bytes_per_item)))
+    return [(start, min(total, start + size)) for start in range(0, total, size)]
+
+
+def pad_input(x, PH, PW):
+    """x (N, C, H, W) -> batch-last (C, H + 2 PH, W + 2 PW, N) with a zero border (a view if no padding)."""
+    if not (PH or PW):
+        return batch_last(x)  # as_strided in im2col works with any strides
     xp = xp_of(x)
     N, C, H, W = x.shape
-    OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
-    if PH or PW:
-        padded = xp.empty((C, H + 2 * PH, W + 2 * PW, N), dtype=x.dtype)
-        padded[:, :PH] = 0  # zero only the border, then copy the image in
-        padded[:, PH + H:] = 0
-        padded[:, PH:PH + H, :PW] = 0
-        padded[:, PH:PH + H, PW + W:] = 0
-        padded[:, PH:PH + H, PW:PW + W] = batch_last(x)
-    else:
-        padded = batch_last(x)  # a view; as_strided below works with any strides
+    padded = xp.empty((C, H + 2 * PH, W + 2 * PW, N), dtype=x.dtype)
+    padded[:, :PH] = 0  # zero only the border, then copy the image in
+    padded[:, PH + H:] = 0
+    padded[:, PH:PH + H, :PW] = 0
+    padded[:, PH:PH + H, PW + W:] = 0
+    padded[:, PH:PH + H, PW:PW + W] = batch_last(x)
+    return padded
+
+
+def im2col(padded, KH, KW, SH, SW, OW, rows):
+    """The windows of output rows ``rows = (a, b)`` -> col (C*KH*KW, (b - a)*OW*N): a strided view, copied once.
+
+    ``padded`` is the batch-last padded input from ``pad_input``.
+    """
+    a, b = rows
+    C, _, _, N = padded.shape
     sC, sH, sW, sN = padded.strides
-    windows = backend.as_strided(padded, (C, KH, KW, OH, OW, N), (sC, sH, sW, sH * SH, sW * SW, sN))
-    return windows.reshape(C * KH * KW, OH * OW * N)  # the copy into GEMM order
+    windows = backend.as_strided(padded[:, a * SH:], (C, KH, KW, b - a, OW, N), (sC, sH, sW, sH * SH, sW * SW, sN))
+    return windows.reshape(C * KH * KW, (b - a) * OW * N)  # the copy into GEMM order
 
 
-def col2im(col, C, out_size, KH, KW, SH, SW, PH, PW, H, W):
-    """col (C*KH*KW, H*W*N) -> (C, OH, OW, N), adding each column entry to the output pixel it feeds.
+def col2im(col, out, KH, KW, SH, SW, PH, PW, H, W):
+    """col (C*KH*KW, H*W*N) -> out (C, OH, OW, N), adding each column entry to the output pixel it feeds.
 
     Input pixel (ih, iw) and tap (kh, kw) land on output (ih*SH - PH + kh, iw*SW - PW + kw). Output rows of
     one phase oh % SH = r, oh = r + SH*m, get the taps kh with (kh - PH - r) % SH == 0, each one a shifted
     copy of an input plane: m = ih + (kh - PH - r) // SH. So every phase is a sum of shifted slices, written
     into the strided view out[:, r::SH, q::SW] (no scatter, no atomics: it runs unchanged on CuPy).
     """
-    xp = xp_of(col)
-    OH, OW = out_size
-    N = col.shape[1] // (H * W)
+    C, OH, OW, N = out.shape
     col = col.reshape(C, KH, KW, H, W, N)
-    out = xp.empty((C, OH, OW, N), dtype=col.dtype)
+    if (H, W, PH, PW, OH, OW) == (1, 1, 0, 0, KH, KW):  # one input pixel: the columns are the output
+        out[...] = col.reshape(C, KH, KW, N)
+        return out
     for r in range(min(SH, OH)):
         MH = (OH - r + SH - 1) // SH  # output rows of this phase
         taps_h = [(kh, (kh - PH - r) // SH) for kh in range(KH) if (kh - PH - r) % SH == 0]
@@ -113,20 +133,20 @@ def col2im(col, C, out_size, KH, KW, SH, SW, PH, PW, H, W):
             MW = (OW - q + SW - 1) // SW
             taps_w = [(kw, (kw - PW - q) // SW) for kw in range(KW) if (kw - PW - q) % SW == 0]
             target = out[:, r::SH, q::SW]
-            taps = [(kh, dh, kw, dw) for kh, dh in taps_h for kw, dw in taps_w]
             filled = False
-            for kh, dh, kw, dw in taps:
-                m0, m1, n0, n1 = max(0, dh), min(MH, H + dh), max(0, dw), min(MW, W + dw)
-                if m0 >= m1 or n0 >= n1:
-                    continue
-                piece = col[:, kh, kw, m0 - dh:m1 - dh, n0 - dw:n1 - dw]
-                if not filled:
-                    filled = True
-                    if (m0, m1, n0, n1) == (0, MH, 0, MW):  # covers the phase: copy, no zero fill
-                        target[...] = piece
+            for kh, dh in taps_h:
+                for kw, dw in taps_w:
+                    m0, m1, n0, n1 = max(0, dh), min(MH, H + dh), max(0, dw), min(MW, W + dw)
+                    if m0 >= m1 or n0 >= n1:
                         continue
-                    target[...] = 0
-                target[:, m0:m1, n0:n1] += piece
+                    piece = col[:, kh, kw, m0 - dh:m1 - dh, n0 - dw:n1 - dw]
+                    if not filled:
+                        filled = True
+                        if (m0, m1, n0, n1) == (0, MH, 0, MW):  # covers the phase: copy, no zero fill
+                            target[...] = piece
+                            continue
+                        target[...] = 0
+                    target[:, m0:m1, n0:n1] += piece
             if not filled:
                 target[...] = 0
     return out
@@ -138,9 +158,10 @@ def col2im(col, C, out_size, KH, KW, SH, SW, PH, PW, H, W):
 class Conv2d(Function):
     """y = conv2d(x, W): x (N, C, H, W), W (O, C, KH, KW) -> y (N, O, OH, OW).
 
-    The im2col matrix is not kept for the weight gradient (it is 4x the input for a 4x4 stride-2 kernel):
-    backward rebuilds it, which costs one copy and keeps peak memory down. ``keep_col`` keeps it for a
-    caller that needs it right away (ConvTranspose2d.backward, whose two gradients share one im2col).
+    y is computed in blocks of output rows: im2col of a block, then its GEMM straight into y's columns.
+    The im2col matrix is not kept for the weight gradient (backward rebuilds it: one more copy, much less
+    peak memory). ``keep_col=True`` builds it whole and keeps it for a caller that needs it right away
+    (ConvTranspose2d.backward, whose two gradients share one im2col).
     """
 
     def __init__(self, stride, padding, keep_col=False):
@@ -148,14 +169,20 @@ class Conv2d(Function):
         self.col = None
 
     def forward(self, x, W):
+        xp = xp_of(x, W)
         (SH, SW), (PH, PW) = self.stride, self.padding
         O, C, KH, KW = W.shape
         N, _, H, W_in = x.shape
         OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W_in, KW, SW, PW)
-        col = im2col(x, KH, KW, SH, SW, PH, PW)
+        padded = pad_input(x, PH, PW)
+        W_rows = W.reshape(O, C * KH * KW)
         if self.keep_col:
-            self.col = col
-        y = gemm(W.reshape(O, C * KH * KW), col)  # (O, OH*OW*N)
+            self.col = im2col(padded, KH, KW, SH, SW, OW, (0, OH))
+            y = gemm(W_rows, self.col)
+        else:
+            y = xp.empty((O, OH * OW * N), dtype=xp.result_type(x, W))  # columns (oh, ow, n)
+            for a, b in _blocks(OH, C * KH * KW * OW * N * x.itemsize):
+                gemm(W_rows, im2col(padded, KH, KW, SH, SW, OW, (a, b)), out=y[:, a * OW * N:b * OW * N])
         return batch_first(y.reshape(O, OH, OW, N))
 
     def backward(self, gy):
@@ -171,18 +198,24 @@ class Conv2d(Function):
 class ConvTranspose2d(Function):
     """y = conv_transpose2d(x, W): x (N, C, H, W), W (C, O, KH, KW) -> y (N, O, *out_size).
 
-    The adjoint of conv2d: the GEMM spreads each input pixel over a KH x KW window (col2im adds them).
+    The adjoint of conv2d: the GEMM spreads each input pixel over a KH x KW window (col2im adds them),
+    in blocks of output channels.
     """
 
     def __init__(self, stride, padding, out_size):
         self.stride, self.padding, self.out_size = stride, padding, tuple(out_size)
 
     def forward(self, x, W):
+        xp = xp_of(x, W)
         (SH, SW), (PH, PW) = self.stride, self.padding
         C, O, KH, KW = W.shape
         N, _, H, W_in = x.shape
-        col = gemm(W.reshape(C, O * KH * KW).T, channel_rows(x))  # (O*KH*KW, H*W*N)
-        return batch_first(col2im(col, O, self.out_size, KH, KW, SH, SW, PH, PW, H, W_in))
+        x_rows, W_rows = channel_rows(x), W.reshape(C, O * KH * KW)
+        out = xp.empty((O,) + self.out_size + (N,), dtype=xp.result_type(x, W))
+        for o0, o1 in _blocks(O, KH * KW * H * W_in * N * x.itemsize):
+            col = gemm(W_rows[:, o0 * KH * KW:o1 * KH * KW].T, x_rows)  # (block*KH*KW, H*W*N)
+            col2im(col, out[o0:o1], KH, KW, SH, SW, PH, PW, H, W_in)
+        return batch_first(out)
 
     def backward(self, gy):
         x, W = self.inputs
@@ -201,17 +234,25 @@ class Conv2dGradWeight(Function):
     """gW = conv2d_grad_weight(x, gy): the gradient of conv2d(x, W) with respect to W.
 
     gW[o, (c, kh, kw)] = sum_(oh, ow, n) gy[n, o, oh, ow] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
+    per block of input channels (or one with a given ``col``).
     """
 
     def __init__(self, kernel_size, stride, padding, col=None):
         self.kernel_size, self.stride, self.padding, self.col = tuple(kernel_size), stride, padding, col
 
     def forward(self, x, gy):
+        xp = xp_of(x, gy)
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
-        col = self.col if self.col is not None else im2col(x, KH, KW, SH, SW, PH, PW)
-        self.col = None  # a shared buffer is not needed any longer
-        O, C = gy.shape[1], x.shape[1]
-        return gemm(channel_rows(gy), col.T).reshape(O, C, KH, KW)
+        O, C, OH, OW = gy.shape[1], x.shape[1], gy.shape[2], gy.shape[3]
+        gy_rows = channel_rows(gy)
+        col, self.col = self.col, None  # a shared buffer is not needed after this
+        if col is not None:
+            return gemm(gy_rows, col.T).reshape(O, C, KH, KW)
+        gW = xp.empty((O, C * KH * KW), dtype=xp.result_type(x, gy))
+        for c0, c1 in _blocks(C, KH * KW * OH * OW * x.shape[0] * x.itemsize):
+            padded = pad_input(x[:, c0:c1], PH, PW)
+            gemm(gy_rows, im2col(padded, KH, KW, SH, SW, OW, (0, OH)).T, out=gW[:, c0 * KH * KW:c1 * KH * KW])
+        return gW.reshape(O, C, KH, KW)
 
     def backward(self, ggW):
         x, gy = self.inputs
