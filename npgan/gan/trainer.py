@@ -445,7 +445,9 @@ class Trainer:
         if self.sample_paths:
             viz.save_gif(self.sample_paths, paths["gif"])
         if self.history:
-            viz.plot_losses(self.history, paths["losses"])
+            keys = [k for k in ("loss_d", "loss_g", "wasserstein", "gp") if k in self.history[-1]]
+            viz.plot_losses(self.history, paths["losses"], keys=keys,
+                            title=f"{c.model} on {c.dataset}: losses by generator step")
         if c.metrics:
             summary["metrics"] = self.evaluate()
         return summary
