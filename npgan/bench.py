@@ -480,10 +480,11 @@ def matmul_peak(threads: int, device: str = "cpu", size: int = 2048, repeats: in
 class OpProfiler:
     """Exclusive wall time by op category while installed (npgan only; for ``--profile``).
 
-    It wraps, temporarily, the ``forward`` of every ``Function`` subclass and the conv helpers
-    ``npgan.ops.conv.im2col / col2im / gemm``: nested calls are subtracted from their caller, so each second
-    is counted once. Categories: im2col, gemm (conv GEMMs and MatMul), col2im, batchnorm (BatchNorm ops),
-    elementwise (every other op's forward, including the layout copies inside the conv ops), optimizer
+    It wraps, temporarily, ``forward`` and ``backward`` of every ``Function`` subclass and the conv helpers
+    ``npgan.ops.conv.pad_input / im2col / col2im / gemm``: nested calls are subtracted from their caller, so
+    each second is counted once. Categories: im2col (padding and window copies), gemm (conv GEMMs, Linear
+    and MatMul), col2im, batchnorm (the BatchNorm op, forward and backward), elementwise (every other op's
+    forward, and the glue of every backward: allocating outputs, reshapes, gradient sums), optimizer
     (``optimizer.step``) and other (the rest of the step: the graph walk, Python, freeing memory).
     On the GPU the device is synchronized at every boundary, which slows the step down.
     """
@@ -497,7 +498,7 @@ class OpProfiler:
     @staticmethod
     def category(cls) -> str:
         name = cls.__name__
-        if name == "MatMul":
+        if name in ("MatMul", "Linear"):
             return "gemm"
         if "BatchNorm" in name:
             return "batchnorm"
@@ -523,8 +524,8 @@ class OpProfiler:
         return wrapper
 
     def __call__(self, fn):
-        """Run ``fn()`` timed as the optimizer."""
-        return self.timed(fn, "optimizer")()
+        """Run ``fn()``, timed as the optimizer while the profiler is installed."""
+        return self.timed(fn, "optimizer")() if self._saved else fn()
 
     def install(self):
         from npgan.autograd import Function  # noqa: PLC0415
@@ -536,13 +537,15 @@ class OpProfiler:
             classes.append(cls)
             todo.extend(cls.__subclasses__())
         for cls in classes:
-            if "forward" in cls.__dict__:
-                self._saved.append((cls, "forward", cls.__dict__["forward"]))
-                cls.forward = self.timed(cls.__dict__["forward"], self.category(cls))
-        for name in ("im2col", "col2im", "gemm"):
+            for method in ("forward", "backward"):  # backward: the glue, or raw-array work (BatchNorm)
+                if method in cls.__dict__:
+                    self._saved.append((cls, method, cls.__dict__[method]))
+                    setattr(cls, method, self.timed(cls.__dict__[method], self.category(cls)))
+        for name, category in (("pad_input", "im2col"), ("im2col", "im2col"), ("col2im", "col2im"),
+                               ("gemm", "gemm")):
             if hasattr(conv, name):
                 self._saved.append((conv, name, getattr(conv, name)))
-                setattr(conv, name, self.timed(getattr(conv, name), name))
+                setattr(conv, name, self.timed(getattr(conv, name), category))
         return self
 
     def uninstall(self):

@@ -1,0 +1,151 @@
+"""The benchmark suite (npgan/bench.py): model shapes as in BENCHMARKS.md, FLOP counts, a short run's JSON."""
+
+import json
+
+import pytest
+
+import npgan
+from npgan import bench, nn
+from npgan.ops import conv
+
+
+def describe(model):
+    """The layers of ``model.main`` as BENCHMARKS.md writes them."""
+    names = []
+    for m in model.main:
+        if isinstance(m, nn.ConvTranspose2d):
+            names.append(f"ConvT({m.in_channels},{m.out_channels},{m.kernel_size[0]},{m.stride[0]},{m.padding[0]})")
+            assert m.bias is None
+        elif isinstance(m, nn.Conv2d):
+            names.append(f"Conv({m.in_channels},{m.out_channels},{m.kernel_size[0]},{m.stride[0]},{m.padding[0]})")
+            assert m.bias is None
+        elif isinstance(m, nn.Linear):
+            names.append(f"Linear({m.in_features},{m.out_features})")
+        elif isinstance(m, nn.BatchNorm2d):
+            names.append("BN")
+        elif isinstance(m, nn.LeakyReLU):
+            names.append(f"LReLU({m.negative_slope})")
+        else:
+            names.append(type(m).__name__)
+    return " ".join(names)
+
+
+DCGAN32_G = ("ConvT(100,256,4,1,0) BN ReLU ConvT(256,128,4,2,1) BN ReLU ConvT(128,64,4,2,1) BN ReLU "
+             "ConvT(64,1,4,2,1) Tanh")
+DCGAN32_D = ("Conv(1,64,4,2,1) LReLU(0.2) Conv(64,128,4,2,1) BN LReLU(0.2) Conv(128,256,4,2,1) BN LReLU(0.2) "
+             "Conv(256,1,4,1,0)")
+
+
+@pytest.mark.parametrize("config, g, d", [
+    ("gan-mlp",
+     "Linear(100,256) LReLU(0.2) Linear(256,512) LReLU(0.2) Linear(512,1024) LReLU(0.2) Linear(1024,784) Tanh",
+     "Linear(784,512) LReLU(0.2) Linear(512,256) LReLU(0.2) Linear(256,1)"),
+    ("dcgan-32", DCGAN32_G, DCGAN32_D),
+    ("wgan-32", DCGAN32_G, DCGAN32_D),
+    ("wgan-gp-32", DCGAN32_G, DCGAN32_D.replace(" BN", "")),
+    ("dcgan-64",
+     "ConvT(100,512,4,1,0) BN ReLU ConvT(512,256,4,2,1) BN ReLU ConvT(256,128,4,2,1) BN ReLU "
+     "ConvT(128,64,4,2,1) BN ReLU ConvT(64,3,4,2,1) Tanh",
+     "Conv(3,64,4,2,1) LReLU(0.2) Conv(64,128,4,2,1) BN LReLU(0.2) Conv(128,256,4,2,1) BN LReLU(0.2) "
+     "Conv(256,512,4,2,1) BN LReLU(0.2) Conv(512,1,4,1,0)"),
+])
+def test_benchmark_models_have_the_layers_of_benchmarks_md(config, g, d):
+    G, D, nz = bench.build_models(config)
+    assert (describe(G), describe(D), nz) == (g, d, 100)
+
+
+def test_flop_counts_of_one_layer_of_each_kind_match_hand_computed_values():
+    G, D, _ = bench.build_models("dcgan-32")
+    conv_layer = bench.layer_table(D, (64, 1, 32, 32))[1]  # Conv(64,128,4,2,1) on 16x16 -> 8x8
+    assert conv_layer["out_shape"] == (64, 128, 8, 8)
+    assert conv_layer["macs"] == 64 * 128 * 8 * 8 * (64 * 4 * 4)  # per output value, C*KH*KW multiply-adds
+    convt_layer = bench.layer_table(G, (64, 100, 1, 1))[1]  # ConvT(256,128,4,2,1) on 4x4 -> 8x8
+    assert convt_layer["out_shape"] == (64, 128, 8, 8)
+    assert convt_layer["macs"] == 64 * 256 * 4 * 4 * (128 * 4 * 4)  # per input value, O*KH*KW
+    G, D, _ = bench.build_models("gan-mlp")
+    linear_layer = bench.layer_table(D, (64, 1, 28, 28))[0]  # Linear(784, 512) on the flattened image
+    assert (linear_layer["in_shape"], linear_layer["out_shape"]) == ((64, 784), (64, 512))
+    assert linear_layer["macs"] == 64 * 784 * 512
+
+
+def test_step_flops_reproduce_the_benchmarks_md_totals():
+    # dcgan-32: 26.2 GFLOP when D's weight gradients are computed in the G step (pytorch/examples);
+    # the Trainer freezes D there, which skips one weight-gradient pass of D (2.18 GFLOP).
+    with_d_grads = bench.step_flops("dcgan-32", "step", d_weight_grads_in_g_step=True)
+    frozen = bench.step_flops("dcgan-32", "step")
+    assert with_d_grads / 1e9 == pytest.approx(26.2, abs=0.05)
+    assert (with_d_grads - frozen) / 1e9 == pytest.approx(2.18, abs=0.01)
+    # wgan-gp-32 critic: 28.3 GFLOP is PyTorch's count (it also backpropagates zeros through x_hat's
+    # forward graph); npgan's second backward never reaches that graph: two passes of D fewer.
+    torch_critic = bench.step_flops("wgan-gp-32", "critic", library="torch")
+    npgan_critic = bench.step_flops("wgan-gp-32", "critic", library="npgan")
+    assert torch_critic / 1e9 == pytest.approx(28.3, abs=0.05)
+    assert (torch_critic - npgan_critic) / 1e9 == pytest.approx(2 * 2.181, abs=0.01)
+
+
+def test_step_flops_scale_with_the_batch_size():
+    assert bench.step_flops("gan-mlp", "step", batch_size=8) * 8 == pytest.approx(
+        bench.step_flops("gan-mlp", "step", batch_size=64))
+
+
+def test_short_benchmark_run_reports_every_field(tmp_path, capsys):
+    has_torch = True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        has_torch = False
+    out = tmp_path / "bench.jsonl"
+    code = bench.main(["--configs", "gan-mlp,wgan-gp-32", "--steps", "2", "--warmup", "1", "--batch-size", "4",
+                       "--threads", "1", "--json", str(out), "--profile"])
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    libraries = ["torch", "npgan"] if has_torch else ["npgan"]
+    expected = [(c, p, lib) for c, p in (("gan-mlp", "step"), ("wgan-gp-32", "critic"), ("wgan-gp-32", "generator"))
+                for lib in libraries]
+    assert [(r["config"], r["phase"], r["library"]) for r in rows] == expected
+    for r in rows:
+        assert set(bench.FIELDS) <= set(r)
+        assert r["threads"] == 1 and r["batch_size"] == 4 and r["steps"] == 2
+        assert 0 < r["ms_min"] <= r["ms_median"] <= r["ms_max"]
+        assert r["images_per_s"] == pytest.approx(4 / (r["ms_median"] / 1e3))
+        assert r["gflop_per_step"] == pytest.approx(bench.step_flops(r["config"], r["phase"], 4, r["library"]) / 1e9)
+        assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / (r["ms_median"] / 1e3))
+        assert r["peak_fraction"] == pytest.approx(r["gflop_per_s"] / r["matmul_peak_gflop_per_s"])
+        assert r["matmul_peak_gflop_per_s"] > 0 and r["peak_mem_mb"] >= 0 and r["mem_method"]
+        assert r["versions"]["numpy"] and r["machine"] and r["date"]
+        if r["library"] == "npgan":
+            assert (r["ratio_vs_torch"] is not None) == has_torch
+            assert set(r["profile"]) == set(bench.PROFILE_CATEGORIES) | {"total"}
+            assert sum(r["profile"][c] for c in bench.PROFILE_CATEGORIES) == pytest.approx(r["profile"]["total"],
+                                                                                          abs=0.1)
+        else:
+            assert r["ratio_vs_torch"] is None and r["profile"] is None
+    if has_torch:
+        npgan_row, torch_row = rows[1], rows[0]
+        assert npgan_row["ratio_vs_torch"] == pytest.approx(npgan_row["ms_median"] / torch_row["ms_median"])
+    printed = capsys.readouterr().out
+    assert "| gan-mlp | npgan-numpy | 1 |" in printed and "| wgan-gp-32 critic |" in printed
+    assert "| config | im2col | gemm | col2im |" in printed  # the --profile table
+
+
+def test_unknown_configuration_is_an_error(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--configs", "dcgan-33"])
+    assert "dcgan-33" in capsys.readouterr().err
+
+
+def test_profiler_counts_each_second_once_and_restores_the_ops():
+    original = (conv.im2col, conv.gemm, npgan.functional.leaky_relu)
+    profiler = bench.OpProfiler()
+    step = bench.npgan_steps("dcgan-32", 2, "cpu", timers=profiler)["step"]
+    profiler.install()
+    try:
+        step()
+    finally:
+        profiler.uninstall()
+    assert (conv.im2col, conv.gemm, npgan.functional.leaky_relu) == original
+    assert all(v >= 0 for v in profiler.totals.values())
+    assert profiler.totals["gemm"] > 0 and profiler.totals["im2col"] > 0 and profiler.totals["col2im"] > 0
+    assert profiler.totals["batchnorm"] > 0 and profiler.totals["optimizer"] > 0
+    per_step = profiler.per_step_ms(total_seconds=10.0, steps=1)
+    assert sum(per_step.values()) == pytest.approx(1e4, abs=0.1)  # "other" is the rest of the step
