@@ -57,7 +57,7 @@ def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
     respect to the critic's weights: a second derivative through every layer of the critic.
     """
     x_hat = interpolate(real, fake)
-    scores = critic(x_hat) if labels is None else critic(x_hat, labels)
+    scores = critic(x_hat) if labels is None else critic(x_hat, labels)  # critic may pack samples first
     (grad_x,) = npgan.grad(scores.sum(), x_hat, create_graph=True)
     flat = grad_x.reshape(grad_x.shape[0], -1)
     norm = ((flat * flat).sum(axis=1) + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0

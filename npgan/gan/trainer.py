@@ -96,6 +96,7 @@ class TrainConfig:
     instance_noise: float = 0.0  # std of noise added to D's inputs, decaying linearly to 0
     noise: str = "gaussian"  # distribution of z: gaussian or uniform
     g_dropout: float = 0.0
+    pack: int = 1  # PacGAN: D judges `pack` samples at once (all real or all fake)
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -132,6 +133,10 @@ class TrainConfig:
         need(self.instance_noise >= 0.0, f"instance_noise must be >= 0, got {self.instance_noise}")
         need(self.noise in ("gaussian", "uniform"), f"noise must be gaussian or uniform, got {self.noise!r}")
         need(0.0 <= self.g_dropout < 1.0, f"g_dropout must be in [0, 1), got {self.g_dropout}")
+        need(isinstance(self.pack, int) and self.pack >= 1, f"pack must be an int >= 1, got {self.pack!r}")
+        need(self.batch_size % self.pack == 0,
+             f"batch_size ({self.batch_size}) must be a multiple of pack ({self.pack})")
+        need(self.pack == 1 or self.model != "cgan", "pack does not combine with cgan's labels: use pack=1")
         backend.check_device(self.device)
 
 
@@ -142,19 +147,31 @@ def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
         hidden = (c.hidden or 128,) * 3
         nz = c.nz or 16
         G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout)
-        D = MLPDiscriminator(sample_shape, hidden)
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), hidden)
     elif v.nets == "mlp":  # the original GAN on images (BENCHMARKS.md's gan-mlp at hidden=256)
         width, nz = c.hidden or 256, c.nz or 100
         G = MLPGenerator(nz, (width, width * 2, width * 4), sample_shape, num_classes=num_classes,
                          dropout=c.g_dropout)
-        D = MLPDiscriminator(sample_shape, (width * 2, width), num_classes=num_classes)
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), (width * 2, width), num_classes=num_classes)
     else:
         nc, size = sample_shape[0], sample_shape[1]
         norm = v.critic_norm if c.critic_norm == "default" else (None if c.critic_norm == "none" else c.critic_norm)
         nz = c.nz or 100
         G = DCGANGenerator(nz, c.ngf, nc, size, num_classes, dropout=c.g_dropout)
-        D = DCGANDiscriminator(c.ndf, nc, size, num_classes, norm=norm)
+        D = DCGANDiscriminator(c.ndf, nc * c.pack, size, num_classes, norm=norm)
     return G.to(c.device), D.to(c.device), nz
+
+
+def _packed(sample_shape, pack):
+    """The shape D sees when it judges ``pack`` samples at once: joined along the first axis."""
+    return (sample_shape[0] * pack,) + tuple(sample_shape[1:])
+
+
+def pack_samples(x, pack):
+    """(N, C, ...) -> (N / pack, pack * C, ...): consecutive samples side by side (PacGAN, Lin et al. 2018)."""
+    if pack == 1:
+        return x
+    return x.reshape((x.shape[0] // pack, x.shape[1] * pack) + tuple(x.shape[2:]))
 
 
 class TrainingDiverged(RuntimeError):
@@ -299,9 +316,13 @@ class Trainer:
             return x
         return x + npgan.randn(*x.shape, dtype=x.dtype, device=x.device) * std
 
-    def _D(self, x, labels):
-        x = self._instance_noise(x)
+    def _critic(self, x, labels=None):
+        """D's scores of samples x, packed when ``pack`` > 1."""
+        x = pack_samples(x, self.config.pack)
         return self.D(x, labels) if self.num_classes else self.D(x)
+
+    def _D(self, x, labels):
+        return self._critic(self._instance_noise(x), labels)
 
     def train_step(self) -> dict:
         """One generator step and its critic steps; returns the step's losses as (device) Tensors."""
@@ -322,7 +343,7 @@ class Trainer:
             d_fake = self._D(fake_for_d, labels)
             loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=1.0 - c.label_smoothing)
             if self.gp_lambda:
-                penalty = losses.gradient_penalty(self.D, real, fake_for_d, labels)
+                penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels)
                 loss_d = loss_d + penalty * self.gp_lambda
                 row["gp"] = penalty
             self.opt_d.zero_grad()

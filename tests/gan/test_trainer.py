@@ -156,3 +156,20 @@ def test_cgan_on_a_toy_is_refused(tmp_path):
 def test_batch_larger_than_dataset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="batch_size 5000 is larger than the dataset"):
         Trainer(tiny(tmp_path, model="dcgan", batch_size=5000), progress=False)
+
+
+def test_packing_shows_d_several_samples_at_once(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="gan", dataset="ring8", steps=2, hidden=8, pack=4), progress=False)
+    first = trainer.D.main[0]  # D's first Linear layer
+    assert tuple(first.weight.shape) == (8, 2 * 4)
+    trainer.train()
+    scores = trainer._critic(npgan.randn(8, 2))
+    assert scores.shape == (2,)  # 8 samples, judged 4 at a time
+
+
+def test_packing_with_gradient_penalty_and_images(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="wgan-gp", steps=1, n_critic=1, pack=2), progress=False)
+    assert trainer.D.nc == 2
+    trainer.train()
+    with pytest.raises(ValueError, match=r"batch_size \(8\) must be a multiple of pack \(3\)"):
+        Trainer(tiny(tmp_path, model="gan", pack=3), progress=False)
