@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="std of Gaussian noise on D's inputs, decaying linearly to 0")
     tricks.add_argument("--noise", choices=("gaussian", "uniform"), default="gaussian", help="distribution of z")
     tricks.add_argument("--g-dropout", type=_fraction, default=0.0, help="dropout in G's hidden layers")
+    tricks.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
     tricks.add_argument("--pack", type=_positive_int, default=1,
                         help="PacGAN: D judges this many samples at once (fights mode collapse)")
     run = train.add_argument_group("run")
@@ -173,9 +174,8 @@ def cmd_train(args) -> int:
             beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip, gp_lambda=args.gp_lambda,
             loss=args.loss, critic_norm=args.critic_norm, label_smoothing=args.label_smoothing,
             instance_noise=args.instance_noise, noise=args.noise, g_dropout=args.g_dropout, pack=args.pack,
-            device=args.device,
-            seed=args.seed, out=out, log_every=args.log_every, sample_every=args.sample_every,
-            checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
+            lr_decay=args.lr_decay, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
+            sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
         )
         trainer = Trainer(config, progress=not args.quiet)
     summary = trainer.train()

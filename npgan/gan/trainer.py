@@ -97,6 +97,7 @@ class TrainConfig:
     noise: str = "gaussian"  # distribution of z: gaussian or uniform
     g_dropout: float = 0.0
     pack: int = 1  # PacGAN: D judges `pack` samples at once (all real or all fake)
+    lr_decay: bool = False  # decay both learning rates linearly to 0 over the run
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -324,10 +325,21 @@ class Trainer:
     def _D(self, x, labels):
         return self._critic(self._instance_noise(x), labels)
 
+    def _set_learning_rates(self):
+        """With ``lr_decay``: lr = lr_0 * (1 - step / total), for both optimizers."""
+        if not self.config.lr_decay:
+            return
+        scale = max(0.0, 1.0 - self.step / max(1, self.total_steps()))
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * scale
+
     def train_step(self) -> dict:
         """One generator step and its critic steps; returns the step's losses as (device) Tensors."""
         c = self.config
         row = {}
+        self._set_learning_rates()
         reuse_fake = self.n_critic == 1 and self._critic_iterations() == 1
         fake = None
         for _ in range(self._critic_iterations()):

@@ -173,3 +173,20 @@ def test_packing_with_gradient_penalty_and_images(tmp_path):
     trainer.train()
     with pytest.raises(ValueError, match=r"batch_size \(8\) must be a multiple of pack \(3\)"):
         Trainer(tiny(tmp_path, model="gan", pack=3), progress=False)
+
+
+def test_lr_decay_is_linear_to_zero_and_resumes_exactly(tmp_path):
+    trainer = Trainer(tiny(tmp_path / "a", model="gan", dataset="ring8", steps=4, hidden=8, lr_decay=True),
+                      progress=False)
+    lrs = []
+    for _ in range(4):
+        trainer.train_step()
+        lrs.append(trainer.opt_g.param_groups[0]["lr"])
+    assert lrs == pytest.approx([2e-4, 1.5e-4, 1e-4, 0.5e-4])
+    first = Trainer(tiny(tmp_path / "b", model="gan", dataset="ring8", steps=4, hidden=8, lr_decay=True),
+                    progress=False)
+    first.train(steps=2)  # a run of 4 steps, interrupted after 2
+    resumed = Trainer.from_checkpoint(str(tmp_path / "b" / "run" / "checkpoint.npz"), progress=False)
+    resumed.train()
+    for name, value in trainer.G.state_dict().items():
+        assert np.array_equal(value, resumed.G.state_dict()[name]), name
