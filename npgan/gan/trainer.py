@@ -204,8 +204,8 @@ class Trainer:
         self._build_optimizers()
         self.step = 0  # generator steps done
         self.history: list[dict] = []  # logged rows (floats)
-        fixed = self._sample_noise(config.num_samples)
-        self.fixed_noise = fixed
+        # The noise behind every sample picture; a toy's scatter plot shows 1,000 points.
+        self.fixed_noise = self._sample_noise(max(config.num_samples, 1000) if self.is_toy else config.num_samples)
         self.fixed_labels = None
         if self.num_classes:
             self.fixed_labels = npgan.tensor(
@@ -491,7 +491,7 @@ class Trainer:
         samples = backend.asnumpy(self.generate(noise=self.fixed_noise, labels=self.fixed_labels).data)
         path = os.path.join(self.paths()["samples"], f"step_{self.step:06d}.png")
         if self.is_toy:
-            save_toy_scatter(self.config.dataset, backend.asnumpy(self.generate(1000).data), path,
+            save_toy_scatter(self.config.dataset, samples, path,
                              title=f"{self.config.model} on {self.config.dataset}, step {self.step}")
         else:
             nrow = self.num_classes if self.num_classes else int(math.ceil(math.sqrt(len(samples))))

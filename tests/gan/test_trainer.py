@@ -183,6 +183,9 @@ def test_lr_decay_is_linear_to_zero_and_resumes_exactly(tmp_path):
         trainer.train_step()
         lrs.append(trainer.opt_g.param_groups[0]["lr"])
     assert lrs == pytest.approx([2e-4, 1.5e-4, 1e-4, 0.5e-4])
+    trainer = Trainer(tiny(tmp_path / "c", model="gan", dataset="ring8", steps=4, hidden=8, lr_decay=True),
+                      progress=False)
+    trainer.train()
     first = Trainer(tiny(tmp_path / "b", model="gan", dataset="ring8", steps=4, hidden=8, lr_decay=True),
                     progress=False)
     first.train(steps=2)  # a run of 4 steps, interrupted after 2
@@ -190,3 +193,15 @@ def test_lr_decay_is_linear_to_zero_and_resumes_exactly(tmp_path):
     resumed.train()
     for name, value in trainer.G.state_dict().items():
         assert np.array_equal(value, resumed.G.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("dataset", ["ring8", "fake"])
+def test_sample_pictures_do_not_change_the_training_run(tmp_path, dataset):
+    often = Trainer(tiny(tmp_path / "a", model="gan", dataset=dataset, steps=3, hidden=8, sample_every=1),
+                    progress=False)
+    often.train()
+    rarely = Trainer(tiny(tmp_path / "b", model="gan", dataset=dataset, steps=3, hidden=8, sample_every=100),
+                     progress=False)
+    rarely.train()
+    for name, value in often.G.state_dict().items():
+        assert np.array_equal(value, rarely.G.state_dict()[name]), name
