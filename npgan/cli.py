@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="normalisation in D (default: batch; none for wgan-gp)")
     loop = train.add_argument_group("training")
     length = loop.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_positive_int, help="generator steps (default 1000)")
+    length.add_argument("--steps", type=_positive_int,
+                        help="generator steps (default: gan 5000, dcgan and cgan 1500, wgan 500, wgan-gp 1000; "
+                             "toys 10000)")
     length.add_argument("--epochs", type=_positive_float, help="passes over the data (instead of --steps)")
     loop.add_argument("--lr-g", type=_positive_float, help="generator learning rate")
     loop.add_argument("--lr-d", type=_positive_float, help="discriminator learning rate (TTUR: differ from --lr-g)")

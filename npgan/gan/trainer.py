@@ -50,20 +50,24 @@ class Variant:
     critic_norm: str | None = "batch"
     warmup_critic: bool = False  # WGAN: 100 critic steps for the first 25 G steps and every 500th
     conditional: bool = False
+    steps: int = 1000  # default length of a run on images (generator steps); toys default to TOY_STEPS
 
+
+TOY_STEPS = 10000
 
 VARIANTS = {
     # Goodfellow et al. 2014, with the non-saturating G loss they recommend in practice.
-    "gan": Variant("gan", "non-saturating", "mlp", "adam", 2e-4),
+    "gan": Variant("gan", "non-saturating", "mlp", "adam", 2e-4, steps=5000),
     # Radford et al. 2015 (pytorch/examples' defaults).
-    "dcgan": Variant("dcgan", "non-saturating", "dcgan", "adam", 2e-4),
+    "dcgan": Variant("dcgan", "non-saturating", "dcgan", "adam", 2e-4, steps=1500),
     # Arjovsky et al. 2017, Algorithm 1.
-    "wgan": Variant("wgan", "wasserstein", "dcgan", "rmsprop", 5e-5, n_critic=5, clip=0.01, warmup_critic=True),
+    "wgan": Variant("wgan", "wasserstein", "dcgan", "rmsprop", 5e-5, n_critic=5, clip=0.01, warmup_critic=True,
+                    steps=500),
     # Gulrajani et al. 2017, Algorithm 1: no BatchNorm in the critic.
     "wgan-gp": Variant("wgan-gp", "wasserstein", "dcgan", "adam", 1e-4, betas=(0.0, 0.9), n_critic=5,
                        gp_lambda=10.0, critic_norm=None),
     # Mirza & Osindero 2014 on DCGAN nets: the label goes into G and D.
-    "cgan": Variant("cgan", "non-saturating", "dcgan", "adam", 2e-4, conditional=True),
+    "cgan": Variant("cgan", "non-saturating", "dcgan", "adam", 2e-4, conditional=True, steps=1500),
 }
 
 
@@ -81,7 +85,7 @@ class TrainConfig:
     ngf: int = 64
     ndf: int = 64
     hidden: int | None = None  # width of the MLP nets (toys and the original GAN)
-    steps: int | None = None  # generator steps; default: from epochs, else 1000
+    steps: int | None = None  # generator steps; default: from epochs, else the variant's (VARIANTS, TOY_STEPS)
     epochs: float | None = None
     lr_g: float | None = None
     lr_d: float | None = None
@@ -268,7 +272,7 @@ class Trainer:
             return c.steps
         if c.epochs is not None and self.loader is not None:
             return max(1, math.ceil(c.epochs * len(self.loader) / self.n_critic))
-        return 1000
+        return TOY_STEPS if self.is_toy else self.variant.steps
 
     # -- sampling ----------------------------------------------------------------------------------------
     def _sample_noise(self, n):

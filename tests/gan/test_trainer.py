@@ -205,3 +205,12 @@ def test_sample_pictures_do_not_change_the_training_run(tmp_path, dataset):
     rarely.train()
     for name, value in often.G.state_dict().items():
         assert np.array_equal(value, rarely.G.state_dict()[name]), name
+
+
+def test_default_run_lengths_follow_the_model_and_the_data(tmp_path):
+    settings = dict(TINY, out=str(tmp_path))
+    assert Trainer(TrainConfig(**dict(settings, model="dcgan")), progress=False).total_steps() == 1500
+    assert Trainer(TrainConfig(**dict(settings, model="wgan")), progress=False).total_steps() == 500
+    assert Trainer(TrainConfig(**dict(settings, model="gan", dataset="ring8")), progress=False).total_steps() == 10000
+    by_epochs = Trainer(TrainConfig(**dict(settings, model="wgan-gp", epochs=2.0)), progress=False)
+    assert by_epochs.total_steps() == 52  # ceil(2 epochs * 128 batches / 5 critic batches per generator step)
