@@ -185,7 +185,7 @@ GP_LAMBDA, CLIP = 10.0, 0.01
 
 
 def npgan_steps(config: str, batch_size: int, device: str, timers=None) -> dict:
-    """``{phase: step function}`` for npgan; ``timers['optimizer']`` (if given) wraps optimizer steps."""
+    """``{phase: step function}`` for npgan; ``timers`` (if given) is called with each ``optimizer.step``."""
     import npgan  # noqa: PLC0415
     from npgan import backend, optim  # noqa: PLC0415
     from npgan.gan import losses  # noqa: PLC0415
@@ -377,10 +377,17 @@ class PeakMemory:
             if self.library == "torch":
                 import torch  # noqa: PLC0415
 
+                torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-                self.method = "torch.cuda.max_memory_allocated"
+                self.base = torch.cuda.memory_allocated()
+                self.method = "torch.cuda.max_memory_allocated - allocated before the first step"
             else:
-                self.method = "cupy memory pool total_bytes"
+                import cupy  # noqa: PLC0415
+
+                pool = cupy.get_default_memory_pool()
+                pool.free_all_blocks()  # the pool keeps freed blocks: what it holds after the steps is the peak
+                self.base = pool.used_bytes()
+                self.method = "CuPy memory pool total_bytes after the steps - used_bytes before them"
             return
         self.base = _rss_kb()
         try:
@@ -395,10 +402,10 @@ class PeakMemory:
             if self.library == "torch":
                 import torch  # noqa: PLC0415
 
-                return torch.cuda.max_memory_allocated() / 2**20
+                return (torch.cuda.max_memory_allocated() - self.base) / 2**20
             import cupy  # noqa: PLC0415
 
-            return cupy.get_default_memory_pool().total_bytes() / 2**20
+            return (cupy.get_default_memory_pool().total_bytes() - self.base) / 2**20
         if self.method.startswith("VmHWM"):
             peak = _proc_status_kb("VmHWM")
         else:

@@ -149,3 +149,29 @@ def test_profiler_counts_each_second_once_and_restores_the_ops():
     assert profiler.totals["batchnorm"] > 0 and profiler.totals["optimizer"] > 0
     per_step = profiler.per_step_ms(total_seconds=10.0, steps=1)
     assert sum(per_step.values()) == pytest.approx(1e4, abs=0.1)  # "other" is the rest of the step
+
+
+@pytest.mark.parametrize("config, phase", [("gan-mlp", "step"), ("dcgan-32", "step"), ("wgan-gp-32", "critic"),
+                                           ("wgan-32", "generator")])
+def test_flop_count_equals_the_gemm_work_the_engine_does(config, phase, monkeypatch):
+    from npgan.ops import core
+
+    done = []
+    gemm, matmul_forward = conv.gemm, core.MatMul.forward
+
+    def counting_gemm(a, b, out=None):
+        done.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        return gemm(a, b, out)
+
+    def counting_matmul(self, a, b):
+        y = matmul_forward(self, a, b)
+        done.append(2 * y.size * a.shape[-1])
+        return y
+
+    monkeypatch.setattr(conv, "gemm", counting_gemm)
+    monkeypatch.setattr(core.MatMul, "forward", counting_matmul)
+    step = bench.npgan_steps(config, 4, "cpu")[phase]
+    step()  # Adam's moments and the like are created in the first step
+    done.clear()
+    step()
+    assert sum(done) == bench.step_flops(config, phase, batch_size=4)
