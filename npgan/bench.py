@@ -2,8 +2,10 @@
 
 ``npgan bench`` (or ``python benchmarks/throughput.py``) times a GAN training step of each configuration in
 npgan and, when PyTorch is installed, the identical model in PyTorch, with the same shapes, batch size,
-float32 and thread count. Each (configuration, library) pair runs in a fresh worker process, so the peak
-memory of one cannot hide in the other's, and the two libraries' thread pools never compete.
+float32 and thread count. Each (configuration, phase, library) runs in its own worker process, so the peak
+memory of one cannot hide in the other's and the two libraries' thread pools never share a process. The
+two workers of a phase take turns: the timed steps run in rounds, A B B A ..., so a change in a shared
+machine's load hits both libraries alike.
 
 A training step (``BENCHMARKS.md``), written as ``npgan.gan.Trainer.train_step`` runs it:
     sample z, G forward, D update on a real and a fake batch, then G update (D frozen: no weight gradients
@@ -30,6 +32,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 CONFIGS = ("gan-mlp", "dcgan-32", "wgan-gp-32", "wgan-32", "dcgan-64")
@@ -448,10 +451,8 @@ def _sync_for(library: str, device: str):
     return lambda: backend.synchronize("cuda")
 
 
-def time_steps(step, steps: int, warmup: int, sync) -> list[float]:
-    """Seconds per call of ``step`` after ``warmup`` untimed calls; the device is synchronized around each."""
-    for _ in range(warmup):
-        step()
+def time_steps(step, steps: int, sync) -> list[float]:
+    """Seconds per call of ``step``; the device is synchronized before each clock reading."""
     sync()
     times = []
     for _ in range(steps):
@@ -589,9 +590,20 @@ def _limit_threads(threads: int):
     return threadpoolctl.threadpool_limits(limits=threads)
 
 
-def run_worker(spec: dict) -> dict:
-    """Time one phase of ``spec['config']`` in ``spec['library']`` (a fresh process per phase, so the peak
-    memory of one phase never hides in memory another one left resident)."""
+PROTOCOL = "@bench "  # prefix of the worker's answers; anything else it prints is ignored
+
+
+def run_worker(spec: dict, commands=None, answer=None) -> None:
+    """Serve one phase of ``spec['config']`` in ``spec['library']``, in its own process.
+
+    Answers ``ready`` once the models are built, then reads commands (one per line):
+      ``run K``   K timed steps (the first ``run`` does the warm-up steps first) -> {"times": [...]}
+      ``finish``  the peak memory over all timed steps, the profile (npgan, with ``--profile``) -> and exits.
+    A fresh process per phase and library: the peak memory of one never hides in memory another left
+    resident, and the two libraries' thread pools never share a process.
+    """
+    commands = commands if commands is not None else sys.stdin
+    answer = answer if answer is not None else (lambda d: print(PROTOCOL + json.dumps(d), flush=True))
     library, config, device, phase = spec["library"], spec["config"], spec["device"], spec["phase"]
     threads, batch, steps, warmup = spec["threads"], spec["batch_size"], spec["steps"], spec["warmup"]
     limiter = _limit_threads(threads)  # noqa: F841 - keeps the limit for the worker's lifetime
@@ -604,54 +616,133 @@ def run_worker(spec: dict) -> dict:
         step = npgan_steps(config, batch, device)[phase]
     sync = _sync_for(library, device)
     memory = PeakMemory(library, device)
-    memory.reset()
-    times = time_steps(step, steps, warmup, sync)
-    peak_mb = memory.read()
-    profile = None
-    if spec.get("profile") and library == "npgan":
-        profiler = OpProfiler(sync)
-        profiled = npgan_steps(config, batch, device, timers=profiler)[phase]
-        for _ in range(max(1, warmup)):
+    warmed_up = False
+    answer({"ready": True})
+    for line in commands:
+        command = line.split()
+        if command and command[0] == "run":
+            if not warmed_up:  # the peak covers the warm-up too: optimizer moments, first allocations
+                memory.reset()
+                for _ in range(warmup):
+                    step()
+                warmed_up = True
+            answer({"times": time_steps(step, int(command[1]), sync)})
+        elif command == ["finish"]:
+            peak_mb = memory.read() if warmed_up else 0.0
+            profile = None
+            if spec.get("profile") and library == "npgan":
+                profile = _profile(config, phase, batch, device, steps, warmup, sync)
+            answer(dict(peak_mem_mb=peak_mb, mem_method=memory.method, profile=profile, blas=_blas_info()))
+            return
+
+
+def _profile(config, phase, batch, device, steps, warmup, sync) -> dict:
+    """ms per step by op category over ``steps`` extra npgan steps (fresh models, after a warm-up)."""
+    profiler = OpProfiler(sync)
+    profiled = npgan_steps(config, batch, device, timers=profiler)[phase]
+    for _ in range(max(1, warmup)):
+        profiled()
+    profiler.install()
+    try:
+        start = time.perf_counter()
+        for _ in range(steps):
             profiled()
-        profiler.install()
-        try:
-            start = time.perf_counter()
-            for _ in range(steps):
-                profiled()
-            sync()
-            total = time.perf_counter() - start
-        finally:
-            profiler.uninstall()
-        profile = profiler.per_step_ms(total, steps)
-        profile["total"] = round(1e3 * total / steps, 2)
-    return dict(phase=phase, times=times, peak_mem_mb=peak_mb, mem_method=memory.method, profile=profile,
-                blas=_blas_info())
+        sync()
+        total = time.perf_counter() - start
+    finally:
+        profiler.uninstall()
+    profile = profiler.per_step_ms(total, steps)
+    profile["total"] = round(1e3 * total / steps, 2)
+    return profile
 
 
 def _worker_main(argv) -> int:
     spec = json.loads(argv[0])
     if spec.get("peak"):
         _limit_threads(spec["threads"])
-        print(json.dumps({"matmul_peak": matmul_peak(spec["threads"], spec["device"]), "blas": _blas_info()}))
+        answer = {"matmul_peak": matmul_peak(spec["threads"], spec["device"]), "blas": _blas_info()}
+        print(PROTOCOL + json.dumps(answer), flush=True)
         return 0
-    print(json.dumps(run_worker(spec)))
+    run_worker(spec)
     return 0
 
 
-def _spawn(spec: dict, threads: int) -> object:
-    """Run a worker process and return its JSON answer (its last line of output)."""
-    import npgan  # noqa: PLC0415
+class Worker:
+    """A worker process (``python -m npgan.bench --worker SPEC``) and its line protocol."""
 
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(npgan.__file__)))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = str(threads)
-    proc = subprocess.run([sys.executable, "-m", "npgan.bench", "--worker", json.dumps(spec)], env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark worker {spec} failed:\n{proc.stderr.strip()}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    def __init__(self, spec: dict, threads: int):
+        import npgan  # noqa: PLC0415
+
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(npgan.__file__)))
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(threads)
+        self.spec = spec
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty worker never blocks
+        self.proc = subprocess.Popen([sys.executable, "-m", "npgan.bench", "--worker", json.dumps(spec)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+
+    def receive(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith(PROTOCOL):
+                return json.loads(line[len(PROTOCOL):])
+        self.proc.wait()
+        self.stderr.seek(0)
+        raise RuntimeError(f"benchmark worker {self.spec} failed:\n{self.stderr.read().strip()}")
+
+    def request(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.receive()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+
+
+def _spawn(spec: dict, threads: int) -> dict:
+    """Run a one-shot worker (the matmul peak) and return its answer."""
+    worker = Worker(spec, threads)
+    try:
+        return worker.receive()
+    finally:
+        worker.close()
+
+
+def _rounds(steps: int, rounds: int) -> list[int]:
+    """Split ``steps`` timed steps into ``rounds`` nearly equal rounds."""
+    rounds = max(1, min(rounds, steps))
+    return [steps // rounds + (1 if i < steps % rounds else 0) for i in range(rounds)]
+
+
+def measure_phase(config, phase, libraries, args, device, threads) -> dict:
+    """Time one phase in every library, the rounds alternating between them; {library: result}."""
+    workers = {}
+    try:
+        for library in libraries:
+            workers[library] = Worker(dict(library=library, config=config, phase=phase, device=device,
+                                           threads=threads, batch_size=args.batch_size, steps=args.steps,
+                                           warmup=args.warmup, profile=args.profile), threads)
+        for worker in workers.values():
+            worker.receive()  # ready: models built
+        times = {library: [] for library in libraries}
+        for i, count in enumerate(_rounds(args.steps, args.rounds)):
+            for library in (libraries if i % 2 == 0 else libraries[::-1]):  # A B, B A, ...
+                time.sleep(HANDOFF_PAUSE)
+                times[library] += workers[library].request(f"run {count}")["times"]
+        return {library: dict(times=times[library], **workers[library].request("finish"))
+                for library in libraries}
+    finally:
+        for worker in workers.values():
+            worker.close()
+
+
+# An idle OpenBLAS thread keeps spinning for ~0.1 s after its last GEMM (OpenMP threads for a while too):
+# each library waits this long before its round, so the other one's idle threads do not share its cores.
+HANDOFF_PAUSE = 0.3
 
 
 # -- the report ---------------------------------------------------------------------------------------------
@@ -753,6 +844,9 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="the timed steps run in this many rounds, alternating between npgan and PyTorch "
+                             "(A B B A ...), so a change in the machine's load hits both (default 4)")
     parser.add_argument("--json", metavar="OUT", help="also write the rows as JSON lines to OUT")
     parser.add_argument("--profile", action="store_true",
                         help="also time npgan's steps by op category (im2col, gemm, col2im, batchnorm, "
@@ -764,7 +858,7 @@ def parse_args(argv):
         if c not in CONFIGS:
             parser.error(f"unknown configuration {c!r}; choose from {', '.join(CONFIGS)}")
     args.configs = configs
-    for name in ("batch_size", "steps"):
+    for name in ("batch_size", "steps", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -794,16 +888,14 @@ def run(args, log=print) -> list[dict]:
     rows = []
     for config in args.configs:
         for phase in PHASES[config]:
-            torch_median = None
-            for library in reversed(libraries):  # PyTorch first, so the npgan row can carry the ratio
-                spec = dict(library=library, config=config, phase=phase, device=device, threads=threads,
-                            batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, profile=args.profile)
-                result = _spawn(spec, threads)
+            order = ["torch", "npgan"] if "torch" in libraries else ["npgan"]
+            results = measure_phase(config, phase, order, args, device, threads)
+            torch_median = _median(results["torch"]["times"]) if "torch" in results else None
+            for library in order:
+                result = results[library]
                 times = result["times"]
                 median = _median(times)
                 gflop = step_flops(config, phase, args.batch_size, library) / 1e9
-                if library == "torch":
-                    torch_median = median
                 ratio = median / torch_median if library == "npgan" and torch_median else None
                 row = dict(
                     config=config, phase=phase, library=library,
