@@ -848,6 +848,9 @@ def parse_args(argv):
                         help="the timed steps run in this many rounds, alternating between npgan and PyTorch "
                              "(A B B A ...), so a change in the machine's load hits both (default 4)")
     parser.add_argument("--json", metavar="OUT", help="also write the rows as JSON lines to OUT")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write the report (machine, versions, tables) into FILE, between the markers "
+                             f"{REPORT_START} and {REPORT_END} (appended when they are missing)")
     parser.add_argument("--profile", action="store_true",
                         help="also time npgan's steps by op category (im2col, gemm, col2im, batchnorm, "
                              "elementwise, optimizer, other) in extra profiled steps")
@@ -912,6 +915,46 @@ def run(args, log=print) -> list[dict]:
     return rows
 
 
+def report(rows, args, argv) -> str:
+    """The run as Markdown: machine, versions, BLAS kernel, the command, the table (and the profile)."""
+    first = rows[0]
+    pools = first["blas"] if isinstance(first["blas"], list) else []
+    kernel = ", ".join(f"OpenBLAS {b['version']} ({b['architecture']} kernel, {b['num_threads']} threads)"
+                       for b in pools if b.get("internal_api") == "openblas")
+    lines = [
+        f"Measured {first['date']} on {first['machine']}; "
+        + ", ".join(f"{k} {v}" for k, v in first["versions"].items())
+        + (f"; NumPy's BLAS: {kernel}" if kernel else "") + ".",
+        "",
+        f"Command: `npgan bench {' '.join(argv)}` ({args.steps} timed steps per row after {args.warmup} warm-up "
+        f"steps, in {args.rounds} alternating rounds; batch {args.batch_size}; float32). "
+        f"float32 matmul peak ({first['threads']} thread{'s' if first['threads'] > 1 else ''}): "
+        f"{first['matmul_peak_gflop_per_s']:.0f} GFLOP/s.",
+        "",
+        markdown_table(rows),
+    ]
+    if any(r.get("profile") for r in rows):
+        lines += ["", "npgan's time per step by op category, ms (share of the step), from extra profiled steps:", "",
+                  profile_table(rows)]
+    return "\n".join(lines)
+
+
+REPORT_START, REPORT_END = "<!-- reference-run:start -->", "<!-- reference-run:end -->"
+
+
+def update_report(path, text) -> None:
+    """Put ``text`` between the reference-run markers of the Markdown file ``path`` (appended if missing)."""
+    old = open(path).read() if os.path.exists(path) else ""
+    block = f"{REPORT_START}\n{text}\n{REPORT_END}"
+    if REPORT_START in old and REPORT_END in old:
+        head, rest = old.split(REPORT_START, 1)
+        new = head + block + rest.split(REPORT_END, 1)[1]
+    else:
+        new = old + ("\n" if old and not old.endswith("\n") else "") + block + "\n"
+    with open(path, "w") as f:
+        f.write(new)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--worker":
@@ -919,16 +962,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     rows = run(args)
     if rows:
+        text = report(rows, args, argv)
         print()
-        print(f"float32 matmul peak ({rows[0]['threads']} threads): {rows[0]['matmul_peak_gflop_per_s']:.0f} GFLOP/s;"
-              f" {rows[0]['machine']}; {', '.join(f'{k} {v}' for k, v in rows[0]['versions'].items())}")
-        print()
-        print(markdown_table(rows))
-        if args.profile:
-            print()
-            print("npgan time per step by op category, ms (share of the step):")
-            print()
-            print(profile_table(rows))
+        print(text)
+        if args.markdown:
+            update_report(args.markdown, text)
     if args.json:
         with open(args.json, "w") as f:
             for row in rows:

@@ -95,9 +95,11 @@ def test_short_benchmark_run_reports_every_field(tmp_path, capsys):
     except ImportError:
         has_torch = False
     out = tmp_path / "bench.jsonl"
+    report = tmp_path / "report.md"
     code = bench.main(["--configs", "gan-mlp,wgan-gp-32", "--steps", "2", "--warmup", "1", "--batch-size", "4",
-                       "--threads", "1", "--json", str(out), "--profile"])
+                       "--threads", "1", "--rounds", "2", "--json", str(out), "--markdown", str(report), "--profile"])
     assert code == 0
+    assert "| wgan-gp-32 critic | npgan-numpy | 1 |" in report.read_text()
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     libraries = ["torch", "npgan"] if has_torch else ["npgan"]
     expected = [(c, p, lib) for c, p in (("gan-mlp", "step"), ("wgan-gp-32", "critic"), ("wgan-gp-32", "generator"))
@@ -175,3 +177,13 @@ def test_flop_count_equals_the_gemm_work_the_engine_does(config, phase, monkeypa
     done.clear()
     step()
     assert sum(done) == bench.step_flops(config, phase, batch_size=4)
+
+
+def test_markdown_report_replaces_only_the_reference_run_block(tmp_path):
+    path = tmp_path / "REFERENCE.md"
+    path.write_text(f"# Title\n\n{bench.REPORT_START}\nold table\n{bench.REPORT_END}\n\n## Speed log\nkept\n")
+    bench.update_report(str(path), "new table")
+    assert path.read_text() == f"# Title\n\n{bench.REPORT_START}\nnew table\n{bench.REPORT_END}\n\n## Speed log\nkept\n"
+    fresh = tmp_path / "new.md"
+    bench.update_report(str(fresh), "table")
+    assert fresh.read_text() == f"{bench.REPORT_START}\ntable\n{bench.REPORT_END}\n"
