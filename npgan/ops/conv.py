@@ -85,10 +85,14 @@ def gemm(a, b, out=None):
 BLOCK_BYTES = 4 * 2**20
 
 
-def _blocks(total, bytes_per_item):
-    """[(start, stop), ...] covering range(total) in blocks of about BLOCK_BYTES."""
-    size = max(1, min(total, BLOCK_BYTES // max(1, bytes_per_item)))
+def _blocks(total, bytes_per_item, min_items=1):
+    """[(start, stop), ...] covering range(total) in blocks of about BLOCK_BYTES, but of at least
+    ``min_items``: a GEMM dimension cut much below a few hundred runs at half speed or worse."""
+    size = max(1, min_items, min(total, BLOCK_BYTES // max(1, bytes_per_item)))
     return [(start, min(total, start + size)) for start in range(0, total, size)]
+
+
+MIN_GEMM_ROWS, MIN_GEMM_COLS = 256, 2048  # smallest block GEMM: its rows (c or o, kh, kw), columns (oh, ow, n)
 
 
 def pad_input(x, PH, PW):
@@ -186,7 +190,7 @@ class Conv2d(Function):
             y = gemm(W_rows, self.col)
         else:
             y = xp.empty((O, OH * OW * N), dtype=xp.result_type(x, W))  # columns (oh, ow, n)
-            for a, b in _blocks(OH, C * KH * KW * OW * N * x.itemsize):
+            for a, b in _blocks(OH, C * KH * KW * OW * N * x.itemsize, -(-MIN_GEMM_COLS // (OW * N))):
                 gemm(W_rows, im2col(padded, KH, KW, SH, SW, OW, (a, b)), out=y[:, a * OW * N:b * OW * N])
         return batch_first(y.reshape(O, OH, OW, N))
 
@@ -217,7 +221,7 @@ class ConvTranspose2d(Function):
         N, _, H, W_in = x.shape
         x_rows, W_rows = channel_rows(x), W.reshape(C, O * KH * KW)
         out = xp.empty((O,) + self.out_size + (N,), dtype=xp.result_type(x, W))
-        for o0, o1 in _blocks(O, KH * KW * H * W_in * N * x.itemsize):
+        for o0, o1 in _blocks(O, KH * KW * H * W_in * N * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW))):
             col = gemm(W_rows[:, o0 * KH * KW:o1 * KH * KW].T, x_rows)  # (block*KH*KW, H*W*N)
             col2im(col, out[o0:o1], KH, KW, SH, SW, PH, PW, H, W_in)
         return batch_first(out)
@@ -254,7 +258,7 @@ class Conv2dGradWeight(Function):
         if col is not None:
             return gemm(gy_rows, col.T).reshape(O, C, KH, KW)
         gW = xp.empty((O, C * KH * KW), dtype=xp.result_type(x, gy))
-        for c0, c1 in _blocks(C, KH * KW * OH * OW * x.shape[0] * x.itemsize):
+        for c0, c1 in _blocks(C, KH * KW * OH * OW * x.shape[0] * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW))):
             padded = pad_input(x[:, c0:c1], PH, PW)
             gemm(gy_rows, im2col(padded, KH, KW, SH, SW, OW, (0, OH)).T, out=gW[:, c0 * KH * KW:c1 * KH * KW])
         return gW.reshape(O, C, KH, KW)
