@@ -16,11 +16,13 @@ GFLOP per step counted from the layer shapes (see ``step_flops``), the achieved 
 float32 matmul peak measured in the same run, the peak memory and the ratio npgan/PyTorch.
 
 Peak memory (CPU): each worker resets the kernel's resident-set high-water mark (``/proc/self/clear_refs``)
-right before its first step and reports ``VmHWM - VmRSS at reset``: the most extra resident memory the steps
-(activations, gradients, optimizer moments, allocator slack) ever held, the same for NumPy and PyTorch.
+right before its warm-up steps and reports ``VmHWM - VmRSS at reset``: the most extra resident memory the
+steps (activations, gradients, optimizer moments, allocator slack) ever held, the same for NumPy and PyTorch.
 Where ``clear_refs`` is missing it falls back to ``ru_maxrss`` (a high-water mark since process start).
-GPU: CuPy's memory-pool bytes (``total_bytes``, what the pool holds after the steps) and PyTorch's
-``torch.cuda.max_memory_allocated``.
+GPU: what CuPy's memory pool holds after the steps (it keeps freed blocks) and PyTorch's
+``torch.cuda.max_memory_allocated``, both minus the bytes in use before the first step.
+
+``--profile`` adds npgan's time per step by op category (``OpProfiler``), from extra steps after the timed ones.
 """
 
 from __future__ import annotations
@@ -874,6 +876,12 @@ def parse_args(argv):
 def run(args, log=print) -> list[dict]:
     """Run the benchmark described by parsed ``args``; returns one dict per row (``FIELDS``)."""
     device = "cuda" if args.backend == "cupy" else "cpu"
+    if device == "cuda":
+        from npgan import backend  # noqa: PLC0415
+
+        if not backend.cupy_available():
+            raise SystemExit("npgan bench: --backend cupy needs CuPy and an NVIDIA GPU, and this machine has "
+                             "none usable; install CuPy with pip install 'npgan[cuda]' on a GPU machine")
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     libraries = ["npgan"]
     if not args.no_torch:
@@ -882,6 +890,11 @@ def run(args, log=print) -> list[dict]:
             libraries.append("torch")
         else:
             log(f"note: {why}")
+    try:
+        import threadpoolctl  # noqa: F401, PLC0415
+    except ImportError:
+        log("note: threadpoolctl is not installed (pip install threadpoolctl): the workers' BLAS threads are set "
+            "through OPENBLAS_NUM_THREADS / OMP_NUM_THREADS only, and the BLAS kernel is not reported")
     if device == "cpu" and os.environ.get("OPENBLAS_CORETYPE"):
         log(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} pins OpenBLAS's kernel for npgan's "
             "matmuls; unset it to let OpenBLAS pick the fastest for this CPU")

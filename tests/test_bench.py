@@ -187,3 +187,12 @@ def test_markdown_report_replaces_only_the_reference_run_block(tmp_path):
     fresh = tmp_path / "new.md"
     bench.update_report(str(fresh), "table")
     assert fresh.read_text() == f"{bench.REPORT_START}\ntable\n{bench.REPORT_END}\n"
+
+
+def test_cupy_backend_without_a_gpu_says_what_is_missing():
+    from npgan import backend
+
+    if backend.cupy_available():
+        pytest.skip("this machine has CuPy and a GPU")
+    with pytest.raises(SystemExit, match="CuPy"):
+        bench.main(["--backend", "cupy", "--configs", "gan-mlp", "--steps", "1"])
