@@ -134,3 +134,10 @@ def test_toy_checkpoint_samples_to_npy_and_scatter(tmp_path):
 def test_the_console_script_runs_info():
     result = subprocess.run([sys.executable, "-m", "npgan.cli", "info"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("npgan ")
+
+
+def test_bench_subcommand_passes_its_flags_to_the_benchmark(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "--configs" in capsys.readouterr().out
