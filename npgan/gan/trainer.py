@@ -454,14 +454,12 @@ class Trainer:
         bar = _progress_bar(self.step, total, self.progress, c.model)
         start = time.perf_counter()
         start_step = self.step
-        pending = None
         try:
             while self.step < total:
                 row = self.train_step()
                 bar.update(1)
                 if self.step % c.log_every == 0 or self.step == total:
-                    pending = dict(step=self.step, **row)
-                    floats = _log_row_floats(pending)
+                    floats = _log_row_floats(dict(step=self.step, **row))
                     self._check_finite(floats)
                     self._watch(floats)
                     floats["time"] = round(time.perf_counter() - start, 3)
