@@ -3,7 +3,7 @@
 The label is embedded and joined to z in G, and to the image as an extra channel in D, so D judges whether an
 image is a real example *of that class*. The sample grid has one column per class.
 
-    python examples/cgan_mnist.py            # ~8 minutes on 2 CPU cores
+    python examples/cgan_mnist.py            # a few minutes on 2 CPU cores
     python examples/cgan_mnist.py --dry-run
 """
 

@@ -4,7 +4,7 @@ G: ConvTranspose2d + BatchNorm + ReLU blocks from z (100x1x1) up to 1x28x28, Tan
 D: strided Conv2d + BatchNorm + LeakyReLU(0.2) blocks down to one logit. Weights N(0, 0.02).
 Adam(2e-4, beta1 0.5), the non-saturating loss: pytorch/examples' recipe.
 
-    python examples/dcgan_mnist.py            # ~8 minutes on 2 CPU cores
+    python examples/dcgan_mnist.py            # a few minutes on 2 CPU cores
     python examples/dcgan_mnist.py --dry-run
 """
 

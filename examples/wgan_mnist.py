@@ -5,7 +5,7 @@ clipping every weight to [-0.01, 0.01] after each step. RMSprop(5e-5), 5 critic 
 100 critic steps for the first 25 generator steps (and every 500th) so the critic stays near optimal.
 Watch the Wasserstein estimate "W" fall as the samples improve.
 
-    python examples/wgan_mnist.py            # ~10 minutes on 2 CPU cores
+    python examples/wgan_mnist.py            # a few minutes on 2 CPU cores
     python examples/wgan_mnist.py --dry-run
 """
 
