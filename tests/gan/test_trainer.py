@@ -214,3 +214,12 @@ def test_default_run_lengths_follow_the_model_and_the_data(tmp_path):
     assert Trainer(TrainConfig(**dict(settings, model="gan", dataset="ring8")), progress=False).total_steps() == 10000
     by_epochs = Trainer(TrainConfig(**dict(settings, model="wgan-gp", epochs=2.0)), progress=False)
     assert by_epochs.total_steps() == 52  # ceil(2 epochs * 128 batches / 5 critic batches per generator step)
+
+
+def test_digit_metrics_at_the_end_of_a_run_skip_image_sizes_the_classifier_cannot_read(tmp_path):
+    trainer = Trainer(tiny(tmp_path, model="dcgan", dataset="mnist5k", image_size=64, steps=1, metrics=True),
+                      progress=False)
+    assert trainer.train()["metrics"] == {}
+    trainer = Trainer(tiny(tmp_path / "b", model="dcgan", dataset="mnist5k", image_size=32, steps=1, metrics=True),
+                      progress=False)
+    assert trainer.train()["metrics"]["classes_covered"] >= 1
