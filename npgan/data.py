@@ -426,7 +426,8 @@ def _load_mnist_like(key, dataroot):
                 f"{' / '.join(_NPZ_NAMES[key])} with x_train and y_train")
     if dataroot is None:
         hint = "; for 5,000 MNIST digits that need no download use mnist5k" if key == "mnist" else ""
-        raise DatasetError(f"dataset {key} is read from disk: pass dataroot, a directory holding {expected}{hint}")
+        raise DatasetError(f"dataset {key} is read from disk: pass dataroot (--dataroot), a directory holding "
+                           f"{expected}{hint}")
     root = os.path.expanduser(os.fspath(dataroot))
     if os.path.isfile(root) and root.endswith(".npz"):
         return (*_read_keras_npz(root), root)
