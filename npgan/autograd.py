@@ -453,7 +453,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
             leads[id(fn)] = leads[id(fn)] if any(leads[id(fn)]) else False
         wanted = leads
 
-    keep = _keys(inputs) if inputs is not None else set()  # gradients of non-leaf inputs to return
+    # Gradients of non-leaf inputs are returned, so they stay in ``grads`` once used.
+    keep = {key_of(t) for t in inputs if t.creator is not None} if inputs is not None else set()
     with set_grad_enabled(create_graph):
         for fn in reversed(order):
             if wanted is not None and not wanted[id(fn)]:
@@ -466,11 +467,10 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
             for k, (shape, dtype) in zip(keys, fn._output_meta):
                 g = grads.get(k) if k in keep else grads.pop(k, None)
                 gys.append(g if g is not None else Tensor(xp.zeros(shape, dtype=dtype)))
-            saved_needs = fn.needs_input_grad
-            if wanted is not None:
-                fn.needs_input_grad = tuple(
-                    a and b for a, b in zip(saved_needs, wanted[id(fn)])
-                )
+            saved_needs = needs = fn.needs_input_grad
+            if wanted is not None:  # backward skips (and we drop) gradients that lead to no input
+                needs = tuple(a and b for a, b in zip(saved_needs, wanted[id(fn)]))
+                fn.needs_input_grad = needs
             gxs = fn.backward(*gys)
             fn.needs_input_grad = saved_needs
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
@@ -478,7 +478,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
                 raise RuntimeError(
                     f"{type(fn).__name__}.backward returned {len(gxs)} gradients for {len(fn.inputs)} inputs"
                 )
-            for x, gx, need in zip(fn.inputs, gxs, fn.needs_input_grad):
+            for x, gx, need in zip(fn.inputs, gxs, needs):
                 if gx is None or not need or not x.requires_grad:
                     continue
                 if gx.shape != x.shape:
@@ -492,10 +492,6 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
     if inputs is None:
         return [(leaf, grads[k]) for k, leaf in leaves.items()]
     return [(t, grads.get(key_of(t))) for t in inputs]
-
-
-def _keys(inputs):
-    return {(id(t.creator), t.output_index) for t in inputs if t.creator is not None}
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, retain_graph=None,
