@@ -50,17 +50,26 @@ def _check_labels(labels, num_classes, batch, who):
 
 
 class MLPGenerator(nn.Module):
-    """z (N, nz) -> x (N, *out_shape): Linear + LeakyReLU(0.2) hidden layers, then Tanh (or identity)."""
+    """z (N, nz) -> x (N, *out_shape): Linear + LeakyReLU(0.2) hidden layers, then Tanh (or identity).
+
+    ``batch_norm=True`` puts BatchNorm1d after each hidden Linear (which then has no bias); ``activation`` is
+    ``"leaky_relu"`` or ``"relu"``.
+    """
 
     def __init__(self, nz=100, hidden=(256, 512, 1024), out_shape=(1, 28, 28), num_classes=0,
-                 out_activation="tanh", dropout=0.0):
+                 out_activation="tanh", dropout=0.0, batch_norm=False, activation="leaky_relu"):
         super().__init__()
+        if activation not in ("leaky_relu", "relu"):
+            raise ValueError(f"MLPGenerator: activation must be 'leaky_relu' or 'relu', got {activation!r}")
         self.nz, self.num_classes, self.out_shape = nz, num_classes, tuple(out_shape)
         if num_classes:
             self.label_embedding = nn.Embedding(num_classes, num_classes)
         layers, width = [], nz + num_classes
         for size in hidden:
-            layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)]
+            layers.append(nn.Linear(width, size, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(nn.LeakyReLU(0.2) if activation == "leaky_relu" else nn.ReLU())
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = size
@@ -81,9 +90,12 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x (N, *in_shape) -> score (N,): Linear + LeakyReLU(0.2) hidden layers, then one output."""
+    """x (N, *in_shape) -> score (N,): Linear + LeakyReLU(0.2) hidden layers, then one output.
 
-    def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256), num_classes=0):
+    ``maxout=k`` (k > 1) makes each hidden layer a ``Maxout`` with k pieces instead (PacGAN's toy D).
+    """
+
+    def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256), num_classes=0, maxout=1):
         super().__init__()
         self.num_classes, self.in_shape = num_classes, tuple(in_shape)
         in_features = 1
@@ -93,7 +105,7 @@ class MLPDiscriminator(nn.Module):
             self.label_embedding = nn.Embedding(num_classes, num_classes)
         layers, width = [], in_features + num_classes
         for size in hidden:
-            layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)]
+            layers += [nn.Maxout(width, size, maxout)] if maxout > 1 else [nn.Linear(width, size), nn.LeakyReLU(0.2)]
             width = size
         layers.append(nn.Linear(width, 1))
         self.main = nn.Sequential(*layers)

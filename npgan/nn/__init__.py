@@ -16,6 +16,7 @@ from npgan.nn.layers import (
     LayerNorm,
     LeakyReLU,
     Linear,
+    Maxout,
     ReLU,
     Sigmoid,
     Tanh,
@@ -25,6 +26,6 @@ from npgan.nn.module import IncompatibleKeys, Module, Parameter, Sequential, Sta
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
-    "IncompatibleKeys", "LayerNorm", "LeakyReLU", "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid",
-    "StateDictError", "Tanh", "Unflatten", "init",
+    "IncompatibleKeys", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Module", "Parameter", "ReLU", "Sequential",
+    "Sigmoid", "StateDictError", "Tanh", "Unflatten", "init",
 ]

@@ -17,7 +17,7 @@ from npgan.nn.module import Module, Parameter
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten", "LayerNorm",
-    "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Tanh", "Unflatten",
+    "LeakyReLU", "Linear", "Maxout", "ReLU", "Sigmoid", "Tanh", "Unflatten",
 ]
 
 
@@ -99,6 +99,33 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Maxout(Module):
+    """Goodfellow et al. 2013: ``pieces`` linear maps per output unit, keep the largest.
+
+    y[..., j] = max_k (x W^T + b)[..., j * pieces + k]; weight (out_features * pieces, in_features).
+    """
+
+    def __init__(self, in_features, out_features, pieces):
+        super().__init__()
+        self.pieces = _positive_int(pieces, "pieces", "Maxout")
+        self.out_features = _positive_int(out_features, "out_features", "Maxout")
+        self.linear = Linear(in_features, self.out_features * self.pieces)
+        self.in_features = self.linear.in_features
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self._describe()} expected input with {self.in_features} features in its last dimension, "
+                f"shape (N, {self.in_features}), got {_shape_text(x.shape)}"
+            )
+        y = self.linear(x)
+        return y.reshape(tuple(x.shape[:-1]) + (self.out_features, self.pieces)).max(axis=-1)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, pieces={self.pieces}"
 
 
 class _ConvNd(Module):

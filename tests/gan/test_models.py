@@ -73,6 +73,19 @@ def test_mlp_gan_matches_the_gan_mlp_benchmark_and_handles_labels():
     assert Gc(npgan.randn(2, 4), npgan.tensor(np.array([0, 2]))).shape == (2, 2)
 
 
+def test_mlp_options_batchnorm_relu_generator_and_maxout_discriminator():
+    G = MLPGenerator(2, (16, 16), (2,), out_activation=None, batch_norm=True, activation="relu")
+    kinds = [type(m).__name__ for m in G.main]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert G.main[0].bias is None and G.main[-1].bias is not None  # BatchNorm's beta replaces the bias
+    D = MLPDiscriminator((2,), (8, 8), maxout=5)
+    assert [type(m).__name__ for m in D.main] == ["Maxout", "Maxout", "Linear"]
+    assert tuple(D.main[1].linear.weight.shape) == (40, 8)
+    assert D(G(npgan.randn(4, 2))).shape == (4,)
+    with pytest.raises(ValueError, match="activation must be 'leaky_relu' or 'relu', got 'tanh'"):
+        MLPGenerator(2, (4,), (2,), activation="tanh")
+
+
 def test_label_errors_are_clear():
     G = DCGANGenerator(nz=8, ngf=4, nc=1, image_size=28, num_classes=10)
     with pytest.raises(ValueError, match="conditional on 10 classes"):

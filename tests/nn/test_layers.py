@@ -56,6 +56,21 @@ def test_linear_gradients_match_finite_differences(shape, bias):
     check_gradients(layer64(nn.Linear(3, 2, bias=bias)), leaf(shape), second_order=shape == (4, 3))
 
 
+# -- Maxout --------------------------------------------------------------------------------------------
+
+
+def test_maxout_keeps_the_largest_of_each_units_pieces():
+    layer = layer64(nn.Maxout(3, 2, pieces=4))
+    x = leaf((5, 3))
+    linear = x.numpy() @ layer.linear.weight.numpy().T + layer.linear.bias.numpy()
+    np.testing.assert_allclose(layer(x).numpy(), linear.reshape(5, 2, 4).max(axis=2), **EXACT)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 2, 3)])
+def test_maxout_first_and_second_derivatives_match_finite_differences(shape):
+    check_gradients(layer64(nn.Maxout(3, 2, pieces=3)), leaf(shape), second_order=True)
+
+
 # -- Conv2d --------------------------------------------------------------------------------------------
 
 
@@ -442,6 +457,8 @@ def test_a_dcgan_style_model_stays_float32_through_forward_backward_and_adam():
     (lambda: nn.Dropout(1.0), ["Dropout", "p", "1.0"]),
     (lambda: nn.Dropout(-0.1), ["Dropout", "p", "-0.1"]),
     (lambda: nn.Embedding(0, 3), ["Embedding", "num_embeddings"]),
+    (lambda: nn.Maxout(2, 3, 0), ["Maxout", "pieces", "0"]),
+    (lambda: nn.Maxout(2, 0, 5), ["Maxout", "out_features", "0"]),
     (lambda: nn.Embedding(3, 0), ["Embedding", "embedding_dim"]),
     (lambda: nn.LeakyReLU("0.2"), ["LeakyReLU", "negative_slope"]),
     (lambda: nn.Unflatten(1, ()), ["Unflatten", "unflattened_size"]),
@@ -505,3 +522,8 @@ def test_layer_norm_and_layers_reject_non_tensors():
 def test_kernel_size_stride_and_padding_accept_lists_as_in_pytorch():
     conv = nn.Conv2d(1, 1, [3, 1], stride=[2, 1], padding=[1, 0])
     assert (conv.kernel_size, conv.stride, conv.padding) == ((3, 1), (2, 1), (1, 0))
+
+
+def test_maxout_names_itself_and_the_expected_features_on_a_wrong_input():
+    with pytest.raises(ValueError, match=r"layer 'Maxout'.*3 features.*\(N, 3\), got \(2, 4\)"):
+        nn.Maxout(3, 2, 5)(npgan.randn(2, 4))
