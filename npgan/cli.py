@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     tricks.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
     tricks.add_argument("--pack", type=_positive_int, default=1,
                         help="PacGAN: D judges this many samples at once (fights mode collapse)")
+    tricks.add_argument("--r1-gamma", type=_non_negative_float, default=0.0,
+                        help="R1: penalise gamma/2 * |grad D(x_real)|^2 (Mescheder et al. 2018)")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     run.add_argument("--seed", type=_non_negative_int, default=0)
@@ -145,8 +147,9 @@ def cmd_train(args) -> int:
             beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip, gp_lambda=args.gp_lambda,
             loss=args.loss, critic_norm=args.critic_norm, label_smoothing=args.label_smoothing,
             instance_noise=args.instance_noise, noise=args.noise, g_dropout=args.g_dropout, pack=args.pack,
-            lr_decay=args.lr_decay, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
-            sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
+            r1_gamma=args.r1_gamma, lr_decay=args.lr_decay, device=args.device, seed=args.seed, out=out,
+            log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+            metrics=not args.no_metrics,
         )
         trainer = Trainer(config, progress=not args.quiet)
     summary = trainer.train()

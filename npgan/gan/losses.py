@@ -6,6 +6,7 @@ With D(x) = sigmoid(score):
 - Wasserstein (Arjovsky 2017):    L_D = E[f(G(z))] - E[f(x)]              L_G = -E[f(G(z))]
 - hinge (Lim & Ye 2017):          L_D = E[relu(1 - f(x))] + E[relu(1 + f(G(z)))]   L_G = -E[f(G(z))]
 - gradient penalty (Gulrajani 2017): lambda * E[(||grad_x f(x_hat)||_2 - 1)^2], x_hat between x and G(z)
+- R1 penalty (Mescheder 2018):    gamma / 2 * E[||grad_x f(x)||_2^2] on real samples only
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
     flat = grad_x.reshape(grad_x.shape[0], -1)
     norm = ((flat * flat).sum(axis=1) + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0
     return ((norm - target_norm) ** 2).mean()
+
+
+def r1_penalty(critic, real, labels=None):
+    """E[||grad_x critic(x)||_2^2] on real samples (Mescheder et al. 2018; the trainer scales it by gamma / 2).
+
+    It flattens D around the real data, so G's samples settle on it instead of circling it. Like the
+    gradient penalty, it is differentiated again with respect to D's weights (``create_graph=True``).
+    """
+    x = real.detach().requires_grad_(True)
+    scores = critic(x) if labels is None else critic(x, labels)
+    (grad_x,) = npgan.grad(scores.sum(), x, create_graph=True)
+    flat = grad_x.reshape(grad_x.shape[0], -1)
+    return (flat * flat).sum(axis=1).mean()

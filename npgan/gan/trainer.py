@@ -102,6 +102,7 @@ class TrainConfig:
     g_dropout: float = 0.0
     pack: int = 1  # PacGAN: D judges `pack` samples at once (all real or all fake)
     lr_decay: bool = False  # decay both learning rates linearly to 0 over the run
+    r1_gamma: float = 0.0  # R1: add gamma / 2 * E||grad_x D(x_real)||^2 to D's loss (Mescheder et al. 2018)
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -136,6 +137,7 @@ class TrainConfig:
              f"critic_norm must be one of batch, layer, none, got {self.critic_norm!r}")
         need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.instance_noise >= 0.0, f"instance_noise must be >= 0, got {self.instance_noise}")
+        need(self.r1_gamma >= 0.0, f"r1_gamma must be >= 0, got {self.r1_gamma}")
         need(self.noise in ("gaussian", "uniform"), f"noise must be gaussian or uniform, got {self.noise!r}")
         need(0.0 <= self.g_dropout < 1.0, f"g_dropout must be in [0, 1), got {self.g_dropout}")
         need(isinstance(self.pack, int) and self.pack >= 1, f"pack must be an int >= 1, got {self.pack!r}")
@@ -362,6 +364,10 @@ class Trainer:
                 penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels)
                 loss_d = loss_d + penalty * self.gp_lambda
                 row["gp"] = penalty
+            if c.r1_gamma:
+                penalty = losses.r1_penalty(self._critic, real, labels)
+                loss_d = loss_d + penalty * (c.r1_gamma / 2)
+                row["r1"] = penalty
             self.opt_d.zero_grad()
             loss_d.backward()
             self.opt_d.step()

@@ -69,6 +69,29 @@ def test_gradient_penalty_of_a_linear_critic_is_exact():
     assert np.allclose(critic.w.grad.numpy(), 2 * 4.0 * w / 5.0, rtol=1e-9)
 
 
+def test_r1_penalty_of_a_linear_critic_is_its_squared_slope_and_differentiates_again():
+    w = np.array([3.0, 4.0, 0.0, 0.0])
+    critic = LinearCritic(w)
+    r1 = losses.r1_penalty(critic, npgan.randn(6, 1, 2, 2, dtype="float64"))
+    assert r1.item() == pytest.approx(25.0, rel=1e-12)
+    r1.backward()  # d/dw |w|^2 = 2 w
+    assert np.allclose(critic.w.grad.numpy(), 2 * w, rtol=1e-12)
+
+
+def test_r1_penalty_second_derivative_through_a_maxout_critic_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    head, real = npgan.tensor(rng.standard_normal((4, 1))), npgan.tensor(rng.standard_normal((5, 2)))
+
+    def penalty(weight):
+        def critic(x):  # maxout (4 units, 3 pieces) -> linear: PacGAN's toy discriminator in miniature
+            return ((x @ weight.T).reshape(5, 4, 3).max(axis=-1) @ head).reshape(-1)
+
+        return losses.r1_penalty(critic, real)
+
+    weight = npgan.tensor(rng.standard_normal((12, 2)), requires_grad=True)
+    assert npgan.gradcheck(penalty, [weight], atol=1e-6, rtol=1e-4)
+
+
 def test_gradient_penalty_second_derivative_through_a_conv_critic_matches_finite_differences():
     import npgan.functional as F
 

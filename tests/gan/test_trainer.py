@@ -167,6 +167,15 @@ def test_packing_shows_d_several_samples_at_once(tmp_path):
     assert scores.shape == (2,)  # 8 samples, judged 4 at a time
 
 
+def test_r1_penalty_is_logged_and_enters_d_loss(tmp_path):
+    a = Trainer(tiny(tmp_path / "a", model="gan", dataset="ring8", steps=1, hidden=8, r1_gamma=10.0),
+                progress=False).train_step()
+    b = Trainer(tiny(tmp_path / "b", model="gan", dataset="ring8", steps=1, hidden=8), progress=False).train_step()
+    assert "r1" not in b and float(a["r1"].item()) > 0
+    # same seed, same nets and batches: D's loss differs by exactly gamma / 2 * r1
+    assert a["loss_d"].item() == pytest.approx(b["loss_d"].item() + 5.0 * a["r1"].item(), rel=1e-5)
+
+
 def test_packing_with_gradient_penalty_and_images(tmp_path):
     trainer = Trainer(tiny(tmp_path, model="wgan-gp", steps=1, n_critic=1, pack=2), progress=False)
     assert trainer.D.nc == 2
