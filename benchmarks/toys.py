@@ -21,7 +21,8 @@ from npgan.gan import TrainConfig, Trainer
 
 RECIPES = {
     "gan + tricks": dict(model="gan", pack=4, label_smoothing=0.1, hidden=256, lr_decay=True),
-    "wgan-gp": dict(model="wgan-gp", hidden=256, lr_decay=True),
+    # Gulrajani et al.'s toy settings (their gan_toy.py): lambda 0.1, Adam betas (0.5, 0.9).
+    "wgan-gp": dict(model="wgan-gp", hidden=256, lr_decay=True, gp_lambda=0.1, beta1=0.5),
 }
 STEPS = {"gan + tricks": 20000, "wgan-gp": 6000}
 

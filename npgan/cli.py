@@ -39,7 +39,7 @@ _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 def build_parser() -> argparse.ArgumentParser:
     from npgan.gan.losses import LOSSES  # noqa: PLC0415
-    from npgan.gan.trainer import MODELS  # noqa: PLC0415
+    from npgan.gan.trainer import MODELS, TOY_NETS  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="npgan", description="Train and sample GANs with npgan (NumPy/CuPy).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,interpolate,bench,info}")
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--ngf", type=_positive_int, default=64, help="generator width (DCGAN)")
     net.add_argument("--ndf", type=_positive_int, default=64, help="discriminator width (DCGAN)")
     net.add_argument("--hidden", type=_positive_int, help="MLP width (original GAN and toys)")
+    net.add_argument("--toy-nets", choices=TOY_NETS, default="mlp",
+                     help="nets for the 2-D toys: LeakyReLU MLPs, or PacGAN's (BatchNorm G, maxout D, z of size 2)")
     net.add_argument("--critic-norm", choices=("batch", "layer", "none"), default="default",
                      help="normalisation in D (default: batch; none for wgan-gp)")
     loop = train.add_argument_group("training")
@@ -143,10 +145,11 @@ def cmd_train(args) -> int:
         config = TrainConfig(
             model=args.model, dataset=args.dataset, dataroot=args.dataroot, image_size=args.image_size,
             channels=args.channels, batch_size=args.batch_size, nz=args.nz, ngf=args.ngf, ndf=args.ndf,
-            hidden=args.hidden, steps=args.steps, epochs=args.epochs, lr_g=args.lr_g, lr_d=args.lr_d,
-            beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip, gp_lambda=args.gp_lambda,
-            loss=args.loss, critic_norm=args.critic_norm, label_smoothing=args.label_smoothing,
-            instance_noise=args.instance_noise, noise=args.noise, g_dropout=args.g_dropout, pack=args.pack,
+            hidden=args.hidden, toy_nets=args.toy_nets, steps=args.steps, epochs=args.epochs, lr_g=args.lr_g,
+            lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip,
+            gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
+            label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
+            g_dropout=args.g_dropout, pack=args.pack,
             r1_gamma=args.r1_gamma, lr_decay=args.lr_decay, device=args.device, seed=args.seed, out=out,
             log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
             metrics=not args.no_metrics,

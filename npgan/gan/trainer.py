@@ -29,7 +29,7 @@ from npgan import backend, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes
 from npgan.gan import losses
-from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_init_
 
 MODELS = ("gan", "dcgan", "wgan", "wgan-gp", "cgan")
 
@@ -54,6 +54,7 @@ class Variant:
 
 
 TOY_STEPS = 10000
+TOY_NETS = ("mlp", "pacgan")
 
 VARIANTS = {
     # Goodfellow et al. 2014, with the non-saturating G loss they recommend in practice.
@@ -85,6 +86,7 @@ class TrainConfig:
     ngf: int = 64
     ndf: int = 64
     hidden: int | None = None  # width of the MLP nets (toys and the original GAN)
+    toy_nets: str = "mlp"  # nets for the 2-D toys: "mlp" or "pacgan" (see build_nets)
     steps: int | None = None  # generator steps; default: from epochs, else the variant's (VARIANTS, TOY_STEPS)
     epochs: float | None = None
     lr_g: float | None = None
@@ -138,6 +140,7 @@ class TrainConfig:
         need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.instance_noise >= 0.0, f"instance_noise must be >= 0, got {self.instance_noise}")
         need(self.r1_gamma >= 0.0, f"r1_gamma must be >= 0, got {self.r1_gamma}")
+        need(self.toy_nets in TOY_NETS, f"toy_nets must be one of {TOY_NETS}, got {self.toy_nets!r}")
         need(self.noise in ("gaussian", "uniform"), f"noise must be gaussian or uniform, got {self.noise!r}")
         need(0.0 <= self.g_dropout < 1.0, f"g_dropout must be in [0, 1), got {self.g_dropout}")
         need(isinstance(self.pack, int) and self.pack >= 1, f"pack must be an int >= 1, got {self.pack!r}")
@@ -150,7 +153,17 @@ class TrainConfig:
 def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
     """G, D and the latent size for a config and the shape of one sample, on ``config.device``."""
     c, v = config, VARIANTS[config.model]
-    if is_toy:  # 2-D points: MLPs with three hidden layers, a linear output
+    if is_toy and c.toy_nets == "pacgan":
+        # PacGAN's (and VEEGAN's) toy nets: G has 4 hidden layers of 400 units with BatchNorm and ReLU and
+        # z of size 2; D has 3 maxout layers of 200 units with 5 pieces; weights N(0, 0.02), biases 0
+        # (``hidden`` sets G's width, D gets half).
+        width, nz = c.hidden or 400, c.nz or 2
+        G = MLPGenerator(nz, (width,) * 4, sample_shape, out_activation=None, dropout=c.g_dropout,
+                         batch_norm=True, activation="relu")
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), (max(1, width // 2),) * 3, maxout=5)
+        dcgan_init_(G)
+        dcgan_init_(D)
+    elif is_toy:  # 2-D points: MLPs with three hidden layers, a linear output
         hidden = (c.hidden or 128,) * 3
         nz = c.nz or 16
         G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout)

@@ -232,3 +232,21 @@ def test_digit_metrics_at_the_end_of_a_run_skip_image_sizes_the_classifier_canno
     trainer = Trainer(tiny(tmp_path / "b", model="dcgan", dataset="mnist5k", image_size=32, steps=1, metrics=True),
                       progress=False)
     assert trainer.train()["metrics"]["classes_covered"] >= 1
+
+
+def test_pacgan_toy_nets_train_save_and_load(tmp_path):
+    from npgan import nn
+
+    config = tiny(tmp_path, model="gan", dataset="ring8", steps=2, hidden=8, toy_nets="pacgan", pack=2, nz=None)
+    trainer = Trainer(config, progress=False)
+    assert trainer.nz == 2
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in trainer.G.modules()) == 4
+    maxouts = [m for m in trainer.D.modules() if isinstance(m, nn.Maxout)]
+    assert [(m.in_features, m.out_features, m.pieces) for m in maxouts] == [(4, 4, 5), (4, 4, 5), (4, 4, 5)]
+    trainer.train()
+    G, info = load_generator(str(tmp_path / "run" / "checkpoint.npz"))
+    assert info["config"].toy_nets == "pacgan"
+    with npgan.no_grad():
+        assert G.eval()(npgan.randn(5, 2)).shape == (5, 2)
+    with pytest.raises(ValueError, match="toy_nets must be one of"):
+        Trainer(tiny(tmp_path, model="gan", dataset="ring8", toy_nets="resnet"), progress=False)
