@@ -1,0 +1,47 @@
+"""benchmarks/toys.py, in a few steps: every recipe runs, rows carry the metrics, --jobs runs in processes."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_toys():
+    spec = importlib.util.spec_from_file_location("toys", os.path.join(ROOT, "benchmarks", "toys.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_toys_benchmark_trains_every_recipe_and_reports_the_mode_metrics(tmp_path, capsys):
+    toys = load_toys()
+    rows = toys.main(["--steps", "3", "--datasets", "ring8", "--batch-size", "16", "--out", str(tmp_path)])
+    assert [r["recipe"] for r in rows] == list(toys.RECIPES)
+    for row in rows:
+        assert row["dataset"] == "ring8" and row["steps"] == 3 and row["modes"] == 8
+        assert 0 <= row["modes_captured"] <= 8 and 0.0 <= row["high_quality_pct"] <= 100.0
+        assert os.path.exists(row["picture"])
+    table = capsys.readouterr().out
+    assert "| model | dataset | steps | modes captured |" in table and "/8 |" in table
+
+
+def test_toys_benchmark_runs_jobs_in_parallel_processes_from_the_command_line(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "toys.py"), "--steps", "2",
+                           "--batch-size", "16", "--jobs", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted((r["recipe"], r["dataset"]) for r in rows) == sorted(
+        (recipe, dataset) for recipe in load_toys().RECIPES for dataset in ("ring8", "grid25"))
+    assert done.stdout.count("/25 |") == 2 and done.stdout.count("/8 |") == 2
+
+
+def test_toys_benchmark_refuses_zero_jobs(capsys):
+    with pytest.raises(SystemExit):
+        load_toys().main(["--jobs", "0"])
+    assert "--jobs must be >= 1" in capsys.readouterr().err
