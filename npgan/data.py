@@ -117,6 +117,19 @@ def _check_toy(name):
         raise ValueError(f"unknown toy dataset {name!r}; known toys: {', '.join(TOY_DATASETS)}")
 
 
+# The largest |coordinate| of each toy (its modes' extent). The toy nets work in [-1, 1]: D divides its input
+# by this and G multiplies its output by it, so ReLU kinks placed at initialisation (within about 1 of the
+# origin) cover all the modes. Without it, the outer modes of grid25 (at 4) sat beyond every kink, and
+# training had to drag the kinks out at Adam's pace of about lr per step.
+TOY_SCALES = {"ring8": 1.0, "grid25": 4.0, "swissroll": 2.0}
+
+
+def toy_scale(name) -> float:
+    """The extent of a toy: the nets see its points divided by this (see ``TOY_SCALES``)."""
+    _check_toy(name)
+    return TOY_SCALES[name]
+
+
 def toy_modes(name):
     """``(means (K, 2) float32, std)`` of a toy mixture, or None for ``swissroll`` (a manifold, no modes)."""
     _check_toy(name)

@@ -477,3 +477,13 @@ def test_loader_accepts_a_dataset_and_repeats_gray_channels_lazily():
     rgb, _ = next(iter(DataLoader(ds3, 4)))
     assert rgb.shape == (4, 3, 28, 28) and rgb.data.flags.c_contiguous and rgb.data.flags.writeable
     np.testing.assert_array_equal(rgb.data[:, 0], rgb.data[:, 2])
+
+
+def test_toy_scales_cover_each_toys_modes():
+    for name in ("ring8", "grid25"):
+        means, std = data.toy_modes(name)
+        assert np.abs(means).max() == pytest.approx(data.toy_scale(name))
+    points = data.TOY_DATASETS["swissroll"](10000, np.random.default_rng(0))
+    assert 0.8 * data.toy_scale("swissroll") < np.abs(points).max() < 1.2 * data.toy_scale("swissroll")
+    with pytest.raises(ValueError, match="ring9"):
+        data.toy_scale("ring9")

@@ -53,12 +53,13 @@ class MLPGenerator(nn.Module):
     """z (N, nz) -> x (N, *out_shape): Linear + LeakyReLU(0.2) hidden layers, then Tanh (or identity).
 
     ``batch_norm=True`` puts BatchNorm1d after each hidden Linear (which then has no bias); ``activation`` is
-    ``"leaky_relu"`` or ``"relu"``.
+    ``"leaky_relu"`` or ``"relu"``; ``out_scale`` multiplies the output (the 2-D toys' extent).
     """
 
     def __init__(self, nz=100, hidden=(256, 512, 1024), out_shape=(1, 28, 28), num_classes=0,
-                 out_activation="tanh", dropout=0.0, batch_norm=False, activation="leaky_relu"):
+                 out_activation="tanh", dropout=0.0, batch_norm=False, activation="leaky_relu", out_scale=1.0):
         super().__init__()
+        self.out_scale = float(out_scale)
         if activation not in ("leaky_relu", "relu"):
             raise ValueError(f"MLPGenerator: activation must be 'leaky_relu' or 'relu', got {activation!r}")
         self.nz, self.num_classes, self.out_shape = nz, num_classes, tuple(out_shape)
@@ -86,17 +87,20 @@ class MLPGenerator(nn.Module):
         h = z.reshape(z.shape[0], -1)
         if labels is not None:
             h = F.concatenate([h, self.label_embedding(labels)], axis=1)
-        return self.main(h).reshape((z.shape[0],) + self.out_shape)
+        out = self.main(h).reshape((z.shape[0],) + self.out_shape)
+        return out * self.out_scale if self.out_scale != 1.0 else out
 
 
 class MLPDiscriminator(nn.Module):
     """x (N, *in_shape) -> score (N,): Linear + LeakyReLU(0.2) hidden layers, then one output.
 
-    ``maxout=k`` (k > 1) makes each hidden layer a ``Maxout`` with k pieces instead (PacGAN's toy D).
+    ``maxout=k`` (k > 1) makes each hidden layer a ``Maxout`` with k pieces instead (PacGAN's toy D);
+    the input is divided by ``in_scale`` first (the 2-D toys' extent).
     """
 
-    def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256), num_classes=0, maxout=1):
+    def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256), num_classes=0, maxout=1, in_scale=1.0):
         super().__init__()
+        self.in_scale = float(in_scale)
         self.num_classes, self.in_shape = num_classes, tuple(in_shape)
         in_features = 1
         for s in self.in_shape:
@@ -116,6 +120,8 @@ class MLPDiscriminator(nn.Module):
             raise ValueError(f"MLPDiscriminator expected inputs of shape (N, {', '.join(map(str, self.in_shape))}), "
                              f"got {tuple(x.shape)}")
         h = x.reshape(x.shape[0], -1)
+        if self.in_scale != 1.0:
+            h = h * (1.0 / self.in_scale)
         if labels is not None:
             h = F.concatenate([h, self.label_embedding(labels)], axis=1)
         return self.main(h).reshape(-1)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import npgan
 from npgan import backend, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
-from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes
+from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
 from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_init_
 
@@ -159,15 +159,17 @@ def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
         # (``hidden`` sets G's width, D gets half).
         width, nz = c.hidden or 400, c.nz or 2
         G = MLPGenerator(nz, (width,) * 4, sample_shape, out_activation=None, dropout=c.g_dropout,
-                         batch_norm=True, activation="relu")
-        D = MLPDiscriminator(_packed(sample_shape, c.pack), (max(1, width // 2),) * 3, maxout=5)
+                         batch_norm=True, activation="relu", out_scale=toy_scale(c.dataset))
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), (max(1, width // 2),) * 3, maxout=5,
+                             in_scale=toy_scale(c.dataset))
         dcgan_init_(G)
         dcgan_init_(D)
     elif is_toy:  # 2-D points: MLPs with three hidden layers, a linear output
         hidden = (c.hidden or 128,) * 3
         nz = c.nz or 16
-        G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout)
-        D = MLPDiscriminator(_packed(sample_shape, c.pack), hidden)
+        G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout,
+                         out_scale=toy_scale(c.dataset))
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), hidden, in_scale=toy_scale(c.dataset))
     elif v.nets == "mlp":  # the original GAN on images (BENCHMARKS.md's gan-mlp at hidden=256)
         width, nz = c.hidden or 256, c.nz or 100
         G = MLPGenerator(nz, (width, width * 2, width * 4), sample_shape, num_classes=num_classes,

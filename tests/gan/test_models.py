@@ -86,6 +86,20 @@ def test_mlp_options_batchnorm_relu_generator_and_maxout_discriminator():
         MLPGenerator(2, (4,), (2,), activation="tanh")
 
 
+def test_mlp_out_scale_and_in_scale_multiply_and_divide():
+    npgan.manual_seed(0)
+    G = MLPGenerator(3, (8,), (2,), out_activation=None)
+    G4 = MLPGenerator(3, (8,), (2,), out_activation=None, out_scale=4.0)
+    G4.load_state_dict(G.state_dict())
+    z = npgan.randn(5, 3)
+    np.testing.assert_allclose(G4(z).numpy(), 4.0 * G(z).numpy(), rtol=1e-6)
+    D = MLPDiscriminator((2,), (8,))
+    D4 = MLPDiscriminator((2,), (8,), in_scale=4.0)
+    D4.load_state_dict(D.state_dict())
+    x = npgan.randn(5, 2)
+    np.testing.assert_allclose(D4(x * 4.0).numpy(), D(x).numpy(), rtol=1e-5, atol=1e-7)
+
+
 def test_label_errors_are_clear():
     G = DCGANGenerator(nz=8, ngf=4, nc=1, image_size=28, num_classes=10)
     with pytest.raises(ValueError, match="conditional on 10 classes"):

@@ -250,3 +250,10 @@ def test_pacgan_toy_nets_train_save_and_load(tmp_path):
         assert G.eval()(npgan.randn(5, 2)).shape == (5, 2)
     with pytest.raises(ValueError, match="toy_nets must be one of"):
         Trainer(tiny(tmp_path, model="gan", dataset="ring8", toy_nets="resnet"), progress=False)
+
+
+@pytest.mark.parametrize("toy_nets", ["mlp", "pacgan"])
+def test_toy_nets_work_in_units_of_the_toys_extent(tmp_path, toy_nets):
+    trainer = Trainer(tiny(tmp_path, model="gan", dataset="grid25", steps=1, hidden=8, toy_nets=toy_nets),
+                      progress=False)
+    assert trainer.G.out_scale == 4.0 and trainer.D.in_scale == 4.0
