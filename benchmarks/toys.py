@@ -7,7 +7,7 @@ high-quality samples (within 3 std of a mode) and the reverse KL over modes. Sca
 Published numbers for comparison (PacGAN, Lin et al. 2018, Table 2, grid25): vanilla GAN 17.3/25 modes,
 PacGAN4 24.8/25 modes with 93.6% high-quality samples.
 
-    python benchmarks/toys.py --jobs 2        # about 75 minutes on 2 CPU cores (the four runs, two at a time)
+    python benchmarks/toys.py --jobs 2        # about an hour on 2 CPU cores (the four runs, two at a time)
     python benchmarks/toys.py --steps 2000    # shorter, for a look
 """
 
