@@ -62,6 +62,16 @@ def _check_tensor(module: Module, x) -> None:
         raise TypeError(f"{module._describe()} expected a Tensor input, got {type(x).__name__}")
 
 
+def _check_features(module: Module, x, features: int) -> None:
+    """A Tensor whose last dimension holds ``features`` numbers (the input of Linear and Maxout)."""
+    _check_tensor(module, x)
+    if x.ndim < 1 or x.shape[-1] != features:
+        raise ValueError(
+            f"{module._describe()} expected input with {features} features in its last dimension, "
+            f"shape (N, {features}), got {_shape_text(x.shape)}"
+        )
+
+
 def _reset_weight_and_bias(weight: Parameter, bias: Parameter | None) -> None:
     """PyTorch's default: weight ~ kaiming_uniform(a=sqrt(5)), bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     init.kaiming_uniform_(weight, a=math.sqrt(5))
@@ -89,12 +99,7 @@ class Linear(Module):
         _reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, x):
-        _check_tensor(self, x)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"{self._describe()} expected input with {self.in_features} features in its last dimension, "
-                f"shape (N, {self.in_features}), got {_shape_text(x.shape)}"
-            )
+        _check_features(self, x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -115,12 +120,7 @@ class Maxout(Module):
         self.in_features = self.linear.in_features
 
     def forward(self, x):
-        _check_tensor(self, x)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"{self._describe()} expected input with {self.in_features} features in its last dimension, "
-                f"shape (N, {self.in_features}), got {_shape_text(x.shape)}"
-            )
+        _check_features(self, x, self.in_features)
         y = self.linear(x)
         return y.reshape(tuple(x.shape[:-1]) + (self.out_features, self.pieces)).max(axis=-1)
 
