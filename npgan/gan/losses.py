@@ -57,11 +57,8 @@ def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
     The gradient is taken with ``create_graph=True`` so the penalty itself can be differentiated with
     respect to the critic's weights: a second derivative through every layer of the critic.
     """
-    x_hat = interpolate(real, fake)
-    scores = critic(x_hat) if labels is None else critic(x_hat, labels)  # critic may pack samples first
-    (grad_x,) = npgan.grad(scores.sum(), x_hat, create_graph=True)
-    flat = grad_x.reshape(grad_x.shape[0], -1)
-    norm = ((flat * flat).sum(axis=1) + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0
+    squared = _squared_input_gradient_norms(critic, interpolate(real, fake), labels)
+    norm = (squared + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0
     return ((norm - target_norm) ** 2).mean()
 
 
@@ -71,8 +68,15 @@ def r1_penalty(critic, real, labels=None):
     It flattens D around the real data, so G's samples settle on it instead of circling it. Like the
     gradient penalty, it is differentiated again with respect to D's weights (``create_graph=True``).
     """
-    x = real.detach().requires_grad_(True)
+    return _squared_input_gradient_norms(critic, real.detach().requires_grad_(True), labels).mean()
+
+
+def _squared_input_gradient_norms(critic, x, labels=None):
+    """||grad_x critic(x)||^2 per sample, as a graph (``create_graph=True``) for the weights' gradient.
+
+    ``x`` is a leaf that requires grad; the critic may pack samples first.
+    """
     scores = critic(x) if labels is None else critic(x, labels)
     (grad_x,) = npgan.grad(scores.sum(), x, create_graph=True)
     flat = grad_x.reshape(grad_x.shape[0], -1)
-    return (flat * flat).sum(axis=1).mean()
+    return (flat * flat).sum(axis=1)
