@@ -153,23 +153,22 @@ class TrainConfig:
 def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
     """G, D and the latent size for a config and the shape of one sample, on ``config.device``."""
     c, v = config, VARIANTS[config.model]
+    scale = toy_scale(c.dataset) if is_toy else 1.0  # toy nets work in units of the toy's extent
     if is_toy and c.toy_nets == "pacgan":
         # PacGAN's (and VEEGAN's) toy nets: G has 4 hidden layers of 400 units with BatchNorm and ReLU and
         # z of size 2; D has 3 maxout layers of 200 units with 5 pieces; weights N(0, 0.02), biases 0
         # (``hidden`` sets G's width, D gets half).
         width, nz = c.hidden or 400, c.nz or 2
         G = MLPGenerator(nz, (width,) * 4, sample_shape, out_activation=None, dropout=c.g_dropout,
-                         batch_norm=True, activation="relu", out_scale=toy_scale(c.dataset))
-        D = MLPDiscriminator(_packed(sample_shape, c.pack), (max(1, width // 2),) * 3, maxout=5,
-                             in_scale=toy_scale(c.dataset))
+                         batch_norm=True, activation="relu", out_scale=scale)
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), (max(1, width // 2),) * 3, maxout=5, in_scale=scale)
         dcgan_init_(G)
         dcgan_init_(D)
     elif is_toy:  # 2-D points: MLPs with three hidden layers, a linear output
         hidden = (c.hidden or 128,) * 3
         nz = c.nz or 16
-        G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout,
-                         out_scale=toy_scale(c.dataset))
-        D = MLPDiscriminator(_packed(sample_shape, c.pack), hidden, in_scale=toy_scale(c.dataset))
+        G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout, out_scale=scale)
+        D = MLPDiscriminator(_packed(sample_shape, c.pack), hidden, in_scale=scale)
     elif v.nets == "mlp":  # the original GAN on images (BENCHMARKS.md's gan-mlp at hidden=256)
         width, nz = c.hidden or 256, c.nz or 100
         G = MLPGenerator(nz, (width, width * 2, width * 4), sample_shape, num_classes=num_classes,
