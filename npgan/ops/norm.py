@@ -22,11 +22,15 @@ def _channel_shape(x):
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
-def _batch_last(x):
-    """x (N, C, ...) -> (C, ..., N) and back: the layout conv outputs are stored in (``ops/conv.py``)."""
-    perm = tuple(range(1, x.ndim)) + (0,)
-    inverse = (x.ndim - 1,) + tuple(range(x.ndim - 1))
-    return perm, inverse
+def _to_rows(a):
+    """a (N, C, ...) -> its (C, ...*N) rows, batch last: a view for conv outputs, stored that way (``ops/conv.py``)."""
+    return a.transpose(tuple(range(1, a.ndim)) + (0,)).reshape(a.shape[1], -1)
+
+
+def _from_rows(rows, shape):
+    """The inverse of ``_to_rows``: (C, ...*N) rows -> the (N, C, ...) view of shape ``shape``."""
+    ndim = len(shape)
+    return rows.reshape(tuple(shape[1:]) + (shape[0],)).transpose((ndim - 1,) + tuple(range(ndim - 1)))
 
 
 def _rowdot(a, b):
@@ -52,9 +56,7 @@ class BatchNorm(Function):
 
     def forward(self, x, weight, bias):
         xp = xp_of(x)
-        perm, inverse = _batch_last(x)
-        channels = x.shape[1]
-        rows = x.transpose(perm).reshape(channels, -1)
+        rows = _to_rows(x)
         count = rows.shape[1]
         mean_ = rows.mean(axis=1)
         centered = rows - mean_[:, None]
@@ -70,16 +72,13 @@ class BatchNorm(Function):
         self.running_mean = self.running_var = None
         centered *= (inv_std * weight)[:, None]  # y = x_hat * w + b, in the buffer of (x - mean)
         centered += bias[:, None]
-        return centered.reshape([x.shape[i] for i in perm]).transpose(inverse)
+        return _from_rows(centered, x.shape)
 
     def backward(self, gy):
         if is_grad_enabled():
             return self._differentiable_backward(gy)
         x, weight, _ = self.inputs
-        perm, inverse = _batch_last(x.data)
-        channels = x.shape[1]
-        x_rows = x.data.transpose(perm).reshape(channels, -1)
-        g = gy.data.transpose(perm).reshape(channels, -1)
+        x_rows, g = _to_rows(x.data), _to_rows(gy.data)
         count = x_rows.shape[1]
         sum_g = g.sum(axis=1)
         gx_rows = x_rows - self.mean[:, None]  # x - mean, turned into gx in place below
@@ -91,7 +90,7 @@ class BatchNorm(Function):
             gx_rows += g
             gx_rows -= (sum_g * (1.0 / count))[:, None]
             gx_rows *= (weight.data * self.inv_std)[:, None]
-            gx = Tensor(gx_rows.reshape([x.shape[i] for i in perm]).transpose(inverse))
+            gx = Tensor(_from_rows(gx_rows, x.shape))
         if self.needs_input_grad[1]:
             gw = Tensor(sum_g_xhat)
         if self.needs_input_grad[2]:
