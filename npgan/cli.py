@@ -39,7 +39,7 @@ _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 def build_parser() -> argparse.ArgumentParser:
     from npgan.gan.losses import LOSSES  # noqa: PLC0415
-    from npgan.gan.trainer import MODELS, TOY_NETS  # noqa: PLC0415
+    from npgan.gan.trainer import MODELS, TOY_NETS, TOY_STEPS, VARIANTS  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="npgan", description="Train and sample GANs with npgan (NumPy/CuPy).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,interpolate,bench,info}")
@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="normalisation in D (default: batch; none for wgan-gp)")
     loop = train.add_argument_group("training")
     length = loop.add_mutually_exclusive_group()
+    defaults = ", ".join(f"{name} {variant.steps}" for name, variant in VARIANTS.items())
     length.add_argument("--steps", type=_positive_int,
-                        help="generator steps (default: gan 5000, dcgan and cgan 1500, wgan 500, wgan-gp 1000; "
-                             "toys 10000)")
+                        help=f"generator steps (default: {defaults}; toys {TOY_STEPS})")
     length.add_argument("--epochs", type=_positive_float, help="passes over the data (instead of --steps)")
     loop.add_argument("--lr-g", type=_positive_float, help="generator learning rate")
     loop.add_argument("--lr-d", type=_positive_float, help="discriminator learning rate (TTUR: differ from --lr-g)")
@@ -149,10 +149,9 @@ def cmd_train(args) -> int:
             lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip,
             gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
             label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
-            g_dropout=args.g_dropout, pack=args.pack,
-            r1_gamma=args.r1_gamma, lr_decay=args.lr_decay, device=args.device, seed=args.seed, out=out,
-            log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-            metrics=not args.no_metrics,
+            g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
+            device=args.device, seed=args.seed, out=out, log_every=args.log_every, sample_every=args.sample_every,
+            checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
         )
         trainer = Trainer(config, progress=not args.quiet)
     summary = trainer.train()
