@@ -31,63 +31,44 @@ def best_time(fn, repeats):
     return best
 
 
-def npgan_layer(layer, first):
-    """Forward and forward+backward callables of one layer in npgan."""
-    x = npgan.randn(*layer["in_shape"], requires_grad=not first)
+def layer_callables(layer, first, randn, functional):
+    """Forward and forward+backward callables of one layer, in the library of ``randn`` and ``functional``
+    (npgan's or PyTorch's: the same names and argument orders)."""
+    x = randn(*layer["in_shape"], requires_grad=not first)
+    C, O = layer["in_shape"][1], layer["out_shape"][1]
     if layer["kind"] == "linear":
-        w = npgan.randn(layer["out_shape"][1], layer["in_shape"][1], requires_grad=True)
+        w = randn(O, C, requires_grad=True)
 
         def op():
-            return F.linear(x, w)
+            return functional.linear(x, w)
     else:
-        C, O = layer["in_shape"][1], layer["out_shape"][1]
         kwargs = dict(stride=layer["stride"], padding=layer["padding"])
         if layer["kind"] == "conv":
-            w = npgan.randn(O, C, *layer["kernel"], requires_grad=True)
+            w = randn(O, C, *layer["kernel"], requires_grad=True)
 
             def op():
-                return F.conv2d(x, w, **kwargs)
+                return functional.conv2d(x, w, **kwargs)
         else:
-            w = npgan.randn(C, O, *layer["kernel"], requires_grad=True)
+            w = randn(C, O, *layer["kernel"], requires_grad=True)
 
             def op():
-                return F.conv_transpose2d(x, w, **kwargs)
-    gy = npgan.randn(*layer["out_shape"])
+                return functional.conv_transpose2d(x, w, **kwargs)
+    gy = randn(*layer["out_shape"])
 
     def forward_backward():
         op().backward(gy)
 
     return op, forward_backward
+
+
+def npgan_layer(layer, first):
+    return layer_callables(layer, first, npgan.randn, F)
 
 
 def torch_layer(layer, first):
     import torch  # noqa: PLC0415
 
-    x = torch.randn(*layer["in_shape"], requires_grad=not first)
-    if layer["kind"] == "linear":
-        w = torch.randn(layer["out_shape"][1], layer["in_shape"][1], requires_grad=True)
-
-        def op():
-            return torch.nn.functional.linear(x, w)
-    else:
-        C, O = layer["in_shape"][1], layer["out_shape"][1]
-        kwargs = dict(stride=layer["stride"], padding=layer["padding"])
-        if layer["kind"] == "conv":
-            w = torch.randn(O, C, *layer["kernel"], requires_grad=True)
-
-            def op():
-                return torch.nn.functional.conv2d(x, w, **kwargs)
-        else:
-            w = torch.randn(C, O, *layer["kernel"], requires_grad=True)
-
-            def op():
-                return torch.nn.functional.conv_transpose2d(x, w, **kwargs)
-    gy = torch.randn(*layer["out_shape"])
-
-    def forward_backward():
-        op().backward(gy)
-
-    return op, forward_backward
+    return layer_callables(layer, first, torch.randn, torch.nn.functional)
 
 
 def main(argv=None):
