@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="PacGAN: D judges this many samples at once (fights mode collapse)")
     tricks.add_argument("--r1-gamma", type=_non_negative_float, default=0.0,
                         help="R1: penalise gamma/2 * |grad D(x_real)|^2 (Mescheder et al. 2018)")
+    tricks.add_argument("--g-ema", type=_fraction, default=0.0, metavar="DECAY",
+                        help="sample from an exponential moving average of G's weights (e.g. 0.999; 0: off)")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     run.add_argument("--seed", type=_non_negative_int, default=0)
@@ -150,8 +152,8 @@ def cmd_train(args) -> int:
             gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
             label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
             g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
-            device=args.device, seed=args.seed, out=out, log_every=args.log_every, sample_every=args.sample_every,
-            checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
+            g_ema=args.g_ema, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
+            sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
         )
         trainer = Trainer(config, progress=not args.quiet)
     summary = trainer.train()
@@ -161,9 +163,10 @@ def cmd_train(args) -> int:
                        ("checkpoint", "checkpoint"), ("metrics log", "metrics_log")):
         if os.path.exists(summary[key]):
             print(f"  {label:13s} {summary[key]}")
-    if summary.get("metrics"):
-        shown = {k: v for k, v in summary["metrics"].items() if k != "class_histogram"}
-        print("  quality      " + json.dumps(shown))
+    for label, key in (("quality", "metrics"), ("without EMA", "metrics_without_ema")):
+        if summary.get(key):
+            shown = {k: v for k, v in summary[key].items() if k != "class_histogram"}
+            print(f"  {label:13s} " + json.dumps(shown))
     return 0
 
 

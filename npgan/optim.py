@@ -1,4 +1,5 @@
-"""Optimizers: SGD (momentum, Nesterov), Adam and RMSprop, with PyTorch's exact update rules.
+"""Optimizers: SGD (momentum, Nesterov), Adam and RMSprop, with PyTorch's exact update rules, and an
+exponential moving average of a module's weights (``EMA``).
 
 Each step updates ``p.data`` in place (``out=`` arrays, no new parameter arrays, float32 kept) from
 ``p.grad.data``, skipping parameters without a gradient. Gradient arrays are only read, never written:
@@ -10,13 +11,14 @@ without pickle; ``load_state_dict`` puts the moment arrays back on each paramete
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 
 from npgan import backend
 from npgan.autograd import Tensor
 
-__all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "clip_grad_norm_"]
+__all__ = ["EMA", "SGD", "Adam", "Optimizer", "RMSprop", "clip_grad_norm_"]
 
 
 def _check_non_negative(name: str, value) -> float:
@@ -352,3 +354,52 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         for p in grads:
             p.grad = Tensor(p.grad.data * scale)
     return total
+
+
+class EMA:
+    """An exponential moving average of a module's weights, kept in a copy of the module (``ema.module``).
+
+    After each optimizer step, ``ema.update()`` moves every averaged weight toward the trained one::
+
+        average <- average + (1 - d) * (weight - average),   d = min(decay, (1 + n) / (10 + n))
+
+    where n counts the updates so far: early on d is small, so the average forgets the random initial
+    weights within a few steps instead of ~1 / (1 - decay). Buffers (BatchNorm's running statistics) are
+    copied, not averaged. For GANs, sampling from an average of G's weights smooths out the oscillation of
+    the two-player game (Karras et al. 2018; Yazici et al. 2019, "The unusual effectiveness of averaging in
+    GAN training"). The copy never trains: it is in eval mode and needs no gradients.
+
+    >>> ema = EMA(G, decay=0.999)
+    >>> opt_g.step(); ema.update()
+    >>> samples = ema.module(z)
+    """
+
+    def __init__(self, module, decay: float = 0.999):
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0.0 <= decay < 1.0:
+            raise ValueError(f"invalid EMA decay: {decay!r} (must be in [0, 1))")
+        self.decay = float(decay)
+        self.source = module
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        self.updates = 0
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+
+    def update(self) -> None:
+        d = self.current_decay()
+        for average, weight in zip(self.module.parameters(), self.source.parameters()):
+            xp = backend.get_array_module(average.data)
+            delta = xp.subtract(weight.data, average.data)
+            delta *= 1.0 - d
+            average.data += delta
+        for copied, buffer in zip(self.module.buffers(), self.source.buffers()):
+            copied_array = copied.data if isinstance(copied, Tensor) else copied
+            copied_array[...] = buffer.data if isinstance(buffer, Tensor) else buffer
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "module": dict(self.module.state_dict())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])

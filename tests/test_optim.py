@@ -347,3 +347,56 @@ def test_clip_grad_norm_of_no_gradients_is_zero_and_non_finite_norms_can_raise()
     p.grad = npgan.tensor([float("nan"), 1.0, 0.0])
     with pytest.raises(RuntimeError, match="non-finite"):
         optim.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+# -- exponential moving average of weights ------------------------------------------------------------------
+
+
+def test_ema_follows_the_written_out_average_with_its_warm_up():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = optim.EMA(model, decay=0.9)
+    start = model[0].weight.numpy().astype(np.float64)
+    expected = start.copy()
+    for n in range(20):
+        model[0].weight.data += np.float32(0.1)
+        model(npgan.randn(4, 3))  # BatchNorm's running statistics move (train mode)
+        d = min(0.9, (1 + n) / (10 + n))
+        expected += (1 - d) * (model[0].weight.numpy() - expected)
+        ema.update()
+    np.testing.assert_allclose(ema.module[0].weight.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert ema.updates == 20 and ema.current_decay() == pytest.approx(21 / 30)  # still warming up
+    assert not np.allclose(ema.module[0].weight.numpy(), model[0].weight.numpy())  # it lags behind
+    # buffers are copied, not averaged
+    np.testing.assert_array_equal(ema.module[1].running_mean.numpy(), model[1].running_mean.numpy())
+
+
+def test_ema_copy_never_trains_and_stays_float32_on_the_device(device, xp):
+    model = nn.Linear(3, 2).to(device)
+    ema = optim.EMA(model, decay=0.99)
+    assert ema.module is not model and not ema.module.training
+    assert all(not p.requires_grad for p in ema.module.parameters())
+    model.weight.data += 1.0
+    ema.update()
+    assert isinstance(ema.module.weight.data, xp.ndarray) and ema.module.weight.dtype == np.float32
+    assert model.weight.requires_grad  # the trained module is untouched
+
+
+def test_ema_state_dict_round_trip_continues_identically():
+    model = nn.Linear(3, 2)
+    ema = optim.EMA(model, decay=0.99)
+    for _ in range(3):
+        model.weight.data += 0.5
+        ema.update()
+    state = ema.state_dict()
+    other = optim.EMA(model, decay=0.99)
+    other.load_state_dict(state)
+    model.weight.data += 0.5
+    ema.update()
+    other.update()
+    np.testing.assert_array_equal(ema.module.weight.numpy(), other.module.weight.numpy())
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, "0.9", True])
+def test_ema_rejects_a_decay_outside_zero_one(decay):
+    with pytest.raises(ValueError, match=r"invalid EMA decay.*\[0, 1\)"):
+        optim.EMA(nn.Linear(2, 2), decay=decay)

@@ -105,6 +105,7 @@ class TrainConfig:
     pack: int = 1  # PacGAN: D judges `pack` samples at once (all real or all fake)
     lr_decay: bool = False  # decay both learning rates linearly to 0 over the run
     r1_gamma: float = 0.0  # R1: add gamma / 2 * E||grad_x D(x_real)||^2 to D's loss (Mescheder et al. 2018)
+    g_ema: float = 0.0  # sample from an exponential moving average of G's weights with this decay (0: off)
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -140,6 +141,7 @@ class TrainConfig:
         need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.instance_noise >= 0.0, f"instance_noise must be >= 0, got {self.instance_noise}")
         need(self.r1_gamma >= 0.0, f"r1_gamma must be >= 0, got {self.r1_gamma}")
+        need(0.0 <= self.g_ema < 1.0, f"g_ema must be in [0, 1) (0: off), got {self.g_ema}")
         need(self.toy_nets in TOY_NETS, f"toy_nets must be one of {TOY_NETS}, got {self.toy_nets!r}")
         need(self.noise in ("gaussian", "uniform"), f"noise must be gaussian or uniform, got {self.noise!r}")
         need(0.0 <= self.g_dropout < 1.0, f"g_dropout must be in [0, 1), got {self.g_dropout}")
@@ -266,6 +268,8 @@ class Trainer:
 
     def _build_nets(self):
         self.G, self.D, self.nz = build_nets(self.config, self.sample_shape, self.num_classes, self.is_toy)
+        # With g_ema, samples, pictures and metrics come from an average of G's weights (optim.EMA).
+        self.g_ema = optim.EMA(self.G, self.config.g_ema) if self.config.g_ema else None
 
     def _build_optimizers(self):
         c, v = self.config, self.variant
@@ -312,17 +316,21 @@ class Trainer:
         images, labels = next(self._batches)
         return images, (labels if self.num_classes else None)
 
-    def generate(self, n=None, noise=None, labels=None):
-        """Samples from G in eval mode (BatchNorm uses its running statistics), without a graph."""
+    def generate(self, n=None, noise=None, labels=None, averaged=True):
+        """Samples from G in eval mode (BatchNorm uses its running statistics), without a graph.
+
+        With ``g_ema`` they come from the average of G's weights, unless ``averaged`` is False.
+        """
         if noise is None:
             noise = self._sample_noise(n)
         if self.num_classes and labels is None:
             labels = self._sample_labels(noise.shape[0])
-        was_training = self.G.training
-        self.G.eval()
+        G = self.g_ema.module if self.g_ema is not None and averaged else self.G
+        was_training = G.training
+        G.eval()
         with npgan.no_grad():
-            out = self.G(noise, labels) if self.num_classes else self.G(noise)
-        self.G.train(was_training)
+            out = G(noise, labels) if self.num_classes else G(noise)
+        G.train(was_training)
         return out
 
     # -- one step ----------------------------------------------------------------------------------------
@@ -408,6 +416,8 @@ class Trainer:
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
+        if self.g_ema is not None:
+            self.g_ema.update()
         row["loss_g"] = loss_g
         if self.loss not in ("wasserstein", "hinge"):
             row["d_g_z2"] = npgan.functional.sigmoid(d_fake_g).mean()
@@ -505,6 +515,8 @@ class Trainer:
                             title=f"{c.model} on {c.dataset}: losses by generator step")
         if c.metrics:
             summary["metrics"] = self.evaluate()
+            if self.g_ema is not None:  # what the average buys, measured on the same run
+                summary["metrics_without_ema"] = self.evaluate(averaged=False)
         return summary
 
     def save_samples(self) -> str:
@@ -522,15 +534,16 @@ class Trainer:
         shutil.copyfile(path, self.paths()["final"])  # samples.png: always the latest grid
         return path
 
-    def evaluate(self) -> dict:
+    def evaluate(self, averaged=True) -> dict:
+        """Sample-quality metrics (``npgan.gan.metrics``) of 2,500 toy points or 1,000 digits from G."""
         from npgan.gan import metrics  # noqa: PLC0415
 
         if self.is_toy:
-            fake = backend.asnumpy(self.generate(2500).data)
+            fake = backend.asnumpy(self.generate(2500, averaged=averaged).data)
             return metrics.toy_metrics(self.config.dataset, fake)
         # The digit classifier reads 28x28 digits (32x32 ones are cropped); other images get no metrics.
         if self.dataset.name in ("mnist5k", "mnist") and self.sample_shape in ((1, 28, 28), (1, 32, 32)):
-            fake = backend.asnumpy(self.generate(1000).data)
+            fake = backend.asnumpy(self.generate(1000, averaged=averaged).data)
             return metrics.image_metrics(fake, image_size=self.sample_shape[-1])
         return {}
 
@@ -566,6 +579,8 @@ class Trainer:
             state["loader"] = self.loader.state_dict()
         if self.fixed_labels is not None:
             state["fixed_labels"] = backend.asnumpy(self.fixed_labels.data)
+        if self.g_ema is not None:
+            state["generator_ema"] = self.g_ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -573,6 +588,11 @@ class Trainer:
         self.D.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if self.g_ema is not None:
+            if "generator_ema" in state:
+                self.g_ema.load_state_dict(state["generator_ema"])
+            else:  # g_ema switched on at resume: the average starts from the loaded weights
+                self.g_ema = optim.EMA(self.G, self.config.g_ema)
         self.step = int(state["step"])
         backend.set_rng_state(state["rng"])
         self.data_rng.bit_generator.state = state["data_rng"]
@@ -602,11 +622,12 @@ class Trainer:
         return trainer
 
 
-def load_generator(path: str, device: str = "cpu"):
+def load_generator(path: str, device: str = "cpu", averaged: bool = True):
     """The generator of a training checkpoint, in eval mode, and the checkpoint's facts about it.
 
-    Returns ``(G, info)`` with info holding ``nz``, ``num_classes``, ``sample_shape``, ``is_toy``, ``config``
-    and ``step``; no dataset is needed.
+    Returns ``(G, info)`` with info holding ``nz``, ``num_classes``, ``sample_shape``, ``is_toy``, ``config``,
+    ``step`` and ``averaged``; no dataset is needed. A run trained with ``g_ema`` gives its weight average
+    (as its pictures and metrics did) unless ``averaged`` is False.
     """
     state = load_checkpoint(path)
     if state.get("format") != "npgan-trainer-1":
@@ -615,10 +636,11 @@ def load_generator(path: str, device: str = "cpu"):
     config.device = device
     shape = tuple(state["sample_shape"])
     G, _, nz = build_nets(config, shape, int(state["num_classes"]), bool(state["is_toy"]))
-    G.load_state_dict(state["generator"])
+    averaged = averaged and "generator_ema" in state
+    G.load_state_dict(state["generator_ema"]["module"] if averaged else state["generator"])
     G.eval()
     info = {"nz": nz, "num_classes": int(state["num_classes"]), "sample_shape": shape,
-            "is_toy": bool(state["is_toy"]), "config": config, "step": int(state["step"])}
+            "is_toy": bool(state["is_toy"]), "config": config, "step": int(state["step"]), "averaged": averaged}
     return G, info
 
 

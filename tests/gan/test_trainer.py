@@ -257,3 +257,34 @@ def test_toy_nets_work_in_units_of_the_toys_extent(tmp_path, toy_nets):
     trainer = Trainer(tiny(tmp_path, model="gan", dataset="grid25", steps=1, hidden=8, toy_nets=toy_nets),
                       progress=False)
     assert trainer.G.out_scale == 4.0 and trainer.D.in_scale == 4.0
+
+
+def test_g_ema_samples_from_the_average_and_resumes_exactly(tmp_path):
+    settings = dict(model="gan", dataset="ring8", hidden=8, g_ema=0.9)
+    straight = Trainer(tiny(tmp_path / "a", steps=4, metrics=True, **settings), progress=False)
+    summary = straight.train()
+    assert summary["metrics"]["modes"] == 8 and summary["metrics_without_ema"]["modes"] == 8
+    z = npgan.randn(5, straight.nz)
+    with npgan.no_grad():
+        averaged, raw = straight.g_ema.module(z).numpy(), straight.G.eval()(z).numpy()
+    assert not np.allclose(averaged, raw)
+    assert np.array_equal(straight.generate(noise=z).numpy(), averaged)
+    assert np.array_equal(straight.generate(noise=z, averaged=False).numpy(), raw)
+    # npgan sample draws from the average too (or from G itself on request)
+    path = str(tmp_path / "a" / "run" / "checkpoint.npz")
+    G, info = load_generator(path)
+    assert info["averaged"]
+    with npgan.no_grad():
+        assert np.array_equal(G(z).numpy(), averaged)
+        assert np.array_equal(load_generator(path, averaged=False)[0](z).numpy(), raw)
+    first = Trainer(tiny(tmp_path / "b", steps=2, **settings), progress=False)
+    first.train()
+    resumed = Trainer.from_checkpoint(str(tmp_path / "b" / "run" / "checkpoint.npz"), progress=False, steps=4)
+    resumed.train()
+    for name, value in straight.g_ema.module.state_dict().items():
+        assert np.array_equal(value, resumed.g_ema.module.state_dict()[name]), name
+
+
+def test_g_ema_outside_zero_one_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"g_ema must be in \[0, 1\)"):
+        Trainer(tiny(tmp_path, g_ema=1.0), progress=False)
