@@ -25,9 +25,17 @@ def test_toys_benchmark_trains_every_recipe_and_reports_the_mode_metrics(tmp_pat
     for row in rows:
         assert row["dataset"] == "ring8" and row["steps"] == 3 and row["modes"] == 8
         assert 0 <= row["modes_captured"] <= 8 and 0.0 <= row["high_quality_pct"] <= 100.0
+        assert row["without_ema"]["modes"] == 8  # G's weight average and G itself are both scored
         assert os.path.exists(row["picture"])
     table = capsys.readouterr().out
-    assert "| model | dataset | steps | modes captured |" in table and "/8 |" in table
+    assert "| model | dataset | steps | seed | modes captured |" in table and "/8 |" in table
+
+
+def test_toys_benchmark_runs_one_row_per_seed(tmp_path):
+    rows = load_toys().main(["--steps", "2", "--datasets", "ring8", "--recipes", "gan + tricks", "--seed", "0", "1",
+                             "--batch-size", "16", "--out", str(tmp_path)])
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert rows[0]["picture"] != rows[1]["picture"]
 
 
 def test_toys_benchmark_runs_jobs_in_parallel_processes_from_the_command_line(tmp_path):
