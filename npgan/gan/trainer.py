@@ -525,8 +525,14 @@ class Trainer:
         samples = backend.asnumpy(self.generate(noise=self.fixed_noise, labels=self.fixed_labels).data)
         path = os.path.join(self.paths()["samples"], f"step_{self.step:06d}.png")
         if self.is_toy:
-            save_toy_scatter(self.config.dataset, samples, path,
-                             title=f"{self.config.model} on {self.config.dataset}, step {self.step}")
+            from npgan.gan.metrics import toy_metrics  # noqa: PLC0415
+
+            title = f"{self.config.model} on {self.config.dataset}, step {self.step}"
+            quality = toy_metrics(self.config.dataset, samples)  # of the fixed noise's points: no random draws
+            if quality:
+                title += f": {quality['modes_captured']}/{quality['modes']} modes, " \
+                         f"{quality['high_quality_pct']:.0f}% high quality"
+            save_toy_scatter(self.config.dataset, samples, path, title=title)
         else:
             nrow = self.num_classes if self.num_classes else int(math.ceil(math.sqrt(len(samples))))
             viz.save_grid(samples, path, nrow=nrow)

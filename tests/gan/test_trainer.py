@@ -288,3 +288,22 @@ def test_g_ema_samples_from_the_average_and_resumes_exactly(tmp_path):
 def test_g_ema_outside_zero_one_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"g_ema must be in \[0, 1\)"):
         Trainer(tiny(tmp_path, g_ema=1.0), progress=False)
+
+
+def test_toy_sample_pictures_are_titled_with_the_mode_metrics_of_their_points(tmp_path, monkeypatch):
+    from npgan.gan import metrics
+    from npgan.gan import trainer as trainer_module
+
+    titles = []
+    def record(dataset, samples, path, title=None):
+        titles.append((samples, title))
+        open(path, "wb").close()
+
+    monkeypatch.setattr(trainer_module, "save_toy_scatter", record)
+    trainer = Trainer(tiny(tmp_path, model="gan", dataset="grid25", steps=2, hidden=8, sample_every=1), progress=False)
+    trainer.train()
+    samples, title = titles[-1]
+    quality = metrics.toy_metrics("grid25", samples)
+    assert len(samples) == 1000
+    assert title == (f"gan on grid25, step 2: {quality['modes_captured']}/25 modes, "
+                     f"{quality['high_quality_pct']:.0f}% high quality")
