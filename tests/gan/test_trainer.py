@@ -308,3 +308,13 @@ def test_toy_sample_pictures_are_titled_with_the_mode_metrics_of_their_points(tm
     assert len(samples) == 1000
     assert title == (f"gan on grid25, step 2: {quality['modes_captured']}/25 modes, "
                      f"{quality['high_quality_pct']:.0f}% high quality")
+
+
+def test_wgan_gp_takes_the_toy_settings_on_toys_unless_told_otherwise(tmp_path):
+    image = Trainer(tiny(tmp_path, model="wgan-gp"), progress=False)
+    assert image.gp_lambda == 10.0 and image.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
+    toy = Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8), progress=False)
+    assert toy.gp_lambda == 0.1 and toy.opt_d.param_groups[0]["betas"] == (0.5, 0.9)
+    told = Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8, gp_lambda=10.0, beta1=0.0),
+                   progress=False)
+    assert told.gp_lambda == 10.0 and told.opt_g.param_groups[0]["betas"] == (0.0, 0.9)
