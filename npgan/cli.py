@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_non_negative_int, default=0)
     sample.add_argument("--label", type=_non_negative_int, help="class to draw (conditional models)")
     sample.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sample.add_argument("--no-ema", action="store_true",
+                        help="draw from G's own weights, not their moving average (runs trained with --g-ema)")
 
     interp = sub.add_parser("interpolate", help="walk between latent points (slerp) and write a grid or GIF")
     interp.add_argument("checkpoint")
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--seed", type=_non_negative_int, default=0)
     interp.add_argument("--label", type=_non_negative_int, help="class to draw (conditional models)")
     interp.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    interp.add_argument("--no-ema", action="store_true",
+                        help="walk G's own weights, not their moving average (runs trained with --g-ema)")
 
     sub.add_parser("bench", help="throughput benchmarks against PyTorch: npgan bench --help")
 
@@ -203,13 +207,13 @@ def _generate(G, z, labels, device):
     return backend.asnumpy(out.data)
 
 
-def _load(path, device):
+def _load(path, device, averaged=True):
     from npgan.gan.trainer import load_generator  # noqa: PLC0415
 
     if not os.path.exists(path):
         raise SystemExit(f"npgan: error: no checkpoint at {path}")
     try:
-        return load_generator(path, device)
+        return load_generator(path, device, averaged=averaged)
     except (ValueError, KeyError) as err:
         raise SystemExit(f"npgan: error: cannot read {path}: {err}") from None
 
@@ -217,7 +221,7 @@ def _load(path, device):
 def cmd_sample(args) -> int:
     from npgan import viz  # noqa: PLC0415
 
-    G, info = _load(args.checkpoint, args.device)
+    G, info = _load(args.checkpoint, args.device, averaged=not args.no_ema)
     z, labels = _generator_inputs(info, args.n, args.seed, args.label, args.device)
     samples = _generate(G, z, labels, args.device)
     out = args.out
@@ -238,7 +242,8 @@ def cmd_sample(args) -> int:
         viz.save_images(samples, out)
     else:
         raise SystemExit(f"npgan: error: --out must end in .png or .npy, or be a directory; got {out}")
-    print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {out}")
+    weights = " (G's moving average)" if info["averaged"] else ""
+    print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {out}{weights}")
     return 0
 
 
@@ -259,7 +264,7 @@ def cmd_interpolate(args) -> int:
 
     if args.steps < 2:
         raise SystemExit("npgan: error: --steps must be at least 2")
-    G, info = _load(args.checkpoint, args.device)
+    G, info = _load(args.checkpoint, args.device, averaged=not args.no_ema)
     if info["is_toy"]:
         raise SystemExit("npgan: error: interpolate draws images; this checkpoint is a 2-D toy model")
     ends, labels = _generator_inputs(info, 2 * args.rows, args.seed, args.label, args.device)

@@ -147,3 +147,18 @@ def test_bench_subcommand_passes_its_flags_to_the_benchmark(capsys):
         main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "--configs" in capsys.readouterr().out
+
+
+def test_g_ema_run_samples_from_the_average_unless_no_ema(tmp_path, capsys):
+    out = tmp_path / "ema"
+    main(["train", "gan", "--steps", "3", "--out", str(out), "--hidden", "8", "--g-ema", "0.9"]
+         + TINY[:1] + ["ring8"] + TINY[2:])
+    checkpoint = str(out / "checkpoint.npz")
+    main(["sample", checkpoint, "--n", "5", "--out", str(tmp_path / "avg.npy")])
+    assert "(G's moving average)" in capsys.readouterr().out
+    main(["sample", checkpoint, "--n", "5", "--out", str(tmp_path / "raw.npy"), "--no-ema"])
+    assert "moving average" not in capsys.readouterr().out
+    averaged, raw = np.load(tmp_path / "avg.npy"), np.load(tmp_path / "raw.npy")
+    assert averaged.shape == raw.shape == (5, 2) and not np.allclose(averaged, raw)
+    with pytest.raises(SystemExit, match="2"):
+        main(["train", "gan", "--g-ema", "1.5"])
