@@ -54,6 +54,12 @@ class Variant:
     toy_gp_lambda: float | None = None  # on the 2-D toys, these replace gp_lambda and betas when set
     toy_betas: tuple | None = None
 
+    def on_toys(self) -> Variant:
+        """This variant with its toy settings (where it has any) in place of the image ones."""
+        changes = {name: value for name, value in (("gp_lambda", self.toy_gp_lambda), ("betas", self.toy_betas))
+                   if value is not None}
+        return dataclasses.replace(self, **changes)
+
 
 TOY_STEPS = 10000
 TOY_NETS = ("mlp", "pacgan")
@@ -219,7 +225,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = True):
         config.validate()
         self.config = config
-        self.variant = VARIANTS[config.model]
+        self.variant = VARIANTS[config.model].on_toys() if config.dataset in TOY_DATASETS else VARIANTS[config.model]
         self.progress = progress
         self.device = backend.check_device(config.device)
         npgan.manual_seed(config.seed)
@@ -279,13 +285,10 @@ class Trainer:
         self.loss = c.loss or v.loss
         self.n_critic = c.n_critic or v.n_critic
         self.clip = c.clip if c.clip is not None else v.clip
-        toy = self.is_toy
-        default_gp = v.toy_gp_lambda if toy and v.toy_gp_lambda is not None else v.gp_lambda
-        default_betas = v.toy_betas if toy and v.toy_betas is not None else v.betas
-        self.gp_lambda = c.gp_lambda if c.gp_lambda is not None else default_gp
+        self.gp_lambda = c.gp_lambda if c.gp_lambda is not None else v.gp_lambda
         lr_g, lr_d = c.lr_g or v.lr, c.lr_d or v.lr
         if v.optimizer == "adam":
-            betas = (default_betas[0] if c.beta1 is None else c.beta1, default_betas[1] if c.beta2 is None else c.beta2)
+            betas = (v.betas[0] if c.beta1 is None else c.beta1, v.betas[1] if c.beta2 is None else c.beta2)
             self.opt_g = optim.Adam(self.G.parameters(), lr=lr_g, betas=betas)
             self.opt_d = optim.Adam(self.D.parameters(), lr=lr_d, betas=betas)
         else:
