@@ -539,8 +539,8 @@ class Trainer:
             title = f"{self.config.model} on {self.config.dataset}, step {self.step}"
             quality = toy_metrics(self.config.dataset, samples)  # of the fixed noise's points: no random draws
             if quality:
-                title += f": {quality['modes_captured']}/{quality['modes']} modes, " \
-                         f"{quality['high_quality_pct']:.0f}% high quality"
+                title += f"\n{quality['modes_captured']}/{quality['modes']} modes, " \
+                         f"{quality['high_quality_pct']:.0f}% high quality"  # second line: fits the picture
             save_toy_scatter(self.config.dataset, samples, path, title=title)
         else:
             nrow = self.num_classes if self.num_classes else int(math.ceil(math.sqrt(len(samples))))

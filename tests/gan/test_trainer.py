@@ -306,7 +306,7 @@ def test_toy_sample_pictures_are_titled_with_the_mode_metrics_of_their_points(tm
     samples, title = titles[-1]
     quality = metrics.toy_metrics("grid25", samples)
     assert len(samples) == 1000
-    assert title == (f"gan on grid25, step 2: {quality['modes_captured']}/25 modes, "
+    assert title == (f"gan on grid25, step 2\n{quality['modes_captured']}/25 modes, "
                      f"{quality['high_quality_pct']:.0f}% high quality")
 
 
