@@ -304,15 +304,17 @@ class Trainer:
         return TOY_STEPS if self.is_toy else self.variant.steps
 
     # -- sampling ----------------------------------------------------------------------------------------
-    def _sample_noise(self, n):
+    def _sample_noise(self, n, rng=None):
+        """z for n samples, from npgan's generator (or ``rng``, a NumPy Generator)."""
+        shape, dtype = (n, self.nz), backend.DEFAULT_DTYPE
         if self.config.noise == "uniform":
-            return npgan.rand(n, self.nz, device=self.device) * 2.0 - 1.0
-        return npgan.randn(n, self.nz, device=self.device)
+            return npgan.Tensor(backend.random_uniform(shape, -1.0, 1.0, dtype, self.device, rng=rng))
+        return npgan.Tensor(backend.random_normal(shape, dtype, self.device, rng=rng))
 
-    def _sample_labels(self, n):
+    def _sample_labels(self, n, rng=None):
         if not self.num_classes:
             return None
-        labels = backend.host_rng().integers(0, self.num_classes, size=n)
+        labels = (rng or backend.host_rng()).integers(0, self.num_classes, size=n)
         return npgan.tensor(labels, device=self.device)
 
     def _real_batch(self):
@@ -549,17 +551,26 @@ class Trainer:
         shutil.copyfile(path, self.paths()["final"])  # samples.png: always the latest grid
         return path
 
-    def evaluate(self, averaged=True) -> dict:
-        """Sample-quality metrics (``npgan.gan.metrics``) of 2,500 toy points or 1,000 digits from G."""
+    def evaluate(self, averaged=True, seed=0) -> dict:
+        """Sample-quality metrics (``npgan.gan.metrics``) of 2,500 toy points or 1,000 digits from G.
+
+        The noise (and labels) come from their own generator seeded with ``seed``: the same points for G and
+        for its average, and training's random stream is left as it was.
+        """
         from npgan.gan import metrics  # noqa: PLC0415
 
+        rng = backend.numpy.random.default_rng(seed)
+
+        def samples(n):
+            noise = self._sample_noise(n, rng)
+            fake = self.generate(noise=noise, labels=self._sample_labels(n, rng), averaged=averaged)
+            return backend.asnumpy(fake.data)
+
         if self.is_toy:
-            fake = backend.asnumpy(self.generate(2500, averaged=averaged).data)
-            return metrics.toy_metrics(self.config.dataset, fake)
+            return metrics.toy_metrics(self.config.dataset, samples(2500))
         # The digit classifier reads 28x28 digits (32x32 ones are cropped); other images get no metrics.
         if self.dataset.name in ("mnist5k", "mnist") and self.sample_shape in ((1, 28, 28), (1, 32, 32)):
-            fake = backend.asnumpy(self.generate(1000, averaged=averaged).data)
-            return metrics.image_metrics(fake, image_size=self.sample_shape[-1])
+            return metrics.image_metrics(samples(1000), image_size=self.sample_shape[-1])
         return {}
 
     def _trim_metrics(self, path):

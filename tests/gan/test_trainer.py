@@ -318,3 +318,25 @@ def test_wgan_gp_takes_the_toy_settings_on_toys_unless_told_otherwise(tmp_path):
     told = Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8, gp_lambda=10.0, beta1=0.0),
                    progress=False)
     assert told.gp_lambda == 10.0 and told.opt_g.param_groups[0]["betas"] == (0.0, 0.9)
+
+
+def test_evaluate_scores_g_and_its_average_on_the_same_noise_without_touching_the_training_stream(tmp_path,
+                                                                                                      monkeypatch):
+    from npgan.gan import metrics
+
+    trainer = Trainer(tiny(tmp_path, model="gan", dataset="grid25", steps=2, hidden=8, g_ema=0.9), progress=False)
+    trainer.train()
+    scored = []
+    monkeypatch.setattr(metrics, "toy_metrics", lambda dataset, points: scored.append(points) or {})
+    state = npgan.backend.get_rng_state()
+    trainer.evaluate()
+    assert npgan.backend.get_rng_state() == state  # training's random stream is left as it was
+    trainer.evaluate()
+    trainer.evaluate(seed=1)
+    assert len(scored[0]) == 2500
+    assert np.array_equal(scored[0], scored[1]) and not np.allclose(scored[0], scored[2])
+    # the same noise for G and its average: with equal weights they give the same points
+    trainer.g_ema.module.load_state_dict(trainer.G.state_dict())
+    trainer.evaluate(averaged=False)
+    trainer.evaluate()
+    assert np.array_equal(scored[3], scored[4])
