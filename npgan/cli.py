@@ -39,7 +39,7 @@ _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 def build_parser() -> argparse.ArgumentParser:
     from npgan.gan.losses import LOSSES  # noqa: PLC0415
-    from npgan.gan.trainer import MODELS, TOY_NETS, TOY_STEPS, VARIANTS  # noqa: PLC0415
+    from npgan.gan.trainer import G_ACTIVATIONS, MODELS, TOY_NETS, TOY_STEPS, VARIANTS  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="npgan", description="Train and sample GANs with npgan (NumPy/CuPy).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,interpolate,bench,info}")
@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--hidden", type=_positive_int, help="MLP width (original GAN and toys)")
     net.add_argument("--toy-nets", choices=TOY_NETS, default="mlp",
                      help="nets for the 2-D toys: LeakyReLU MLPs, or PacGAN's (BatchNorm G, maxout D, z of size 2)")
+    net.add_argument("--g-activation", choices=G_ACTIVATIONS,
+                     help="hidden activation of the MLP generators (original GAN, toys): default leaky_relu; "
+                          "relu for wgan-gp on the toys")
     net.add_argument("--critic-norm", choices=("batch", "layer", "none"), default="default",
                      help="normalisation in D (default: batch; none for wgan-gp)")
     loop = train.add_argument_group("training")
@@ -152,7 +155,8 @@ def cmd_train(args) -> int:
         config = TrainConfig(
             model=args.model, dataset=args.dataset, dataroot=args.dataroot, image_size=args.image_size,
             channels=args.channels, batch_size=args.batch_size, nz=args.nz, ngf=args.ngf, ndf=args.ndf,
-            hidden=args.hidden, toy_nets=args.toy_nets, steps=args.steps, epochs=args.epochs, lr_g=args.lr_g,
+            hidden=args.hidden, toy_nets=args.toy_nets, g_activation=args.g_activation, steps=args.steps,
+            epochs=args.epochs, lr_g=args.lr_g,
             lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip,
             gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
             label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,

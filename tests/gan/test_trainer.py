@@ -320,6 +320,27 @@ def test_wgan_gp_takes_the_toy_settings_on_toys_unless_told_otherwise(tmp_path):
     assert told.gp_lambda == 10.0 and told.opt_g.param_groups[0]["betas"] == (0.0, 0.9)
 
 
+def activations(G):
+    return {type(m).__name__ for m in G.modules() if type(m).__name__ in ("ReLU", "LeakyReLU")}
+
+
+def test_mlp_generators_take_the_activation_asked_for_and_wgan_gp_toys_default_to_relu(tmp_path):
+    assert activations(Trainer(tiny(tmp_path, model="gan", dataset="ring8", hidden=8), progress=False).G) \
+        == {"LeakyReLU"}
+    assert activations(Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8), progress=False).G) \
+        == {"ReLU"}  # Gulrajani et al.'s toy setting
+    told = Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8, g_activation="leaky_relu"),
+                   progress=False)
+    assert activations(told.G) == {"LeakyReLU"}
+    image = Trainer(tiny(tmp_path, model="gan", steps=2, hidden=8, g_activation="relu"), progress=False)
+    assert activations(image.G) == {"ReLU"}
+    image.train()  # the checkpoint rebuilds the same G
+    G, _ = load_generator(str(tmp_path / "run" / "checkpoint.npz"))
+    assert activations(G) == {"ReLU"}
+    with pytest.raises(ValueError, match="g_activation must be one of"):
+        TrainConfig(model="gan", g_activation="tanh").validate()
+
+
 def test_evaluate_scores_g_and_its_average_on_the_same_noise_without_touching_the_training_stream(tmp_path,
                                                                                                       monkeypatch):
     from npgan.gan import metrics
