@@ -39,7 +39,8 @@ _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 def build_parser() -> argparse.ArgumentParser:
     from npgan.gan.losses import LOSSES  # noqa: PLC0415
-    from npgan.gan.trainer import G_ACTIVATIONS, MODELS, TOY_NETS, TOY_STEPS, VARIANTS  # noqa: PLC0415
+    from npgan.gan.models import MLP_ACTIVATIONS  # noqa: PLC0415
+    from npgan.gan.trainer import MODELS, TOY_NETS, TOY_STEPS, VARIANTS  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="npgan", description="Train and sample GANs with npgan (NumPy/CuPy).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,interpolate,bench,info}")
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--hidden", type=_positive_int, help="MLP width (original GAN and toys)")
     net.add_argument("--toy-nets", choices=TOY_NETS, default="mlp",
                      help="nets for the 2-D toys: LeakyReLU MLPs, or PacGAN's (BatchNorm G, maxout D, z of size 2)")
-    net.add_argument("--g-activation", choices=G_ACTIVATIONS,
+    net.add_argument("--g-activation", choices=MLP_ACTIVATIONS,
                      help="hidden activation of the MLP generators (original GAN, toys): default leaky_relu; "
                           "relu for wgan-gp on the toys")
     net.add_argument("--critic-norm", choices=("batch", "layer", "none"), default="default",

@@ -58,7 +58,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     ("--beta1", "1.0"), ("--beta2", "-0.1"), ("--device", "tpu"), ("--dataset", "cifar99"), ("--image-size", "48"),
     ("--channels", "2"), ("--label-smoothing", "2"), ("--instance-noise", "-0.1"), ("--g-dropout", "1.5"),
     ("--noise", "cauchy"), ("--pack", "0"), ("--r1-gamma", "-1"), ("--n-critic", "0"), ("--gp-lambda", "-1"),
-    ("--clip", "0"),
+    ("--clip", "0"), ("--g-activation", "tanh"),
     ("--nz", "0"), ("--hidden", "x"), ("--ngf", "-4"), ("--critic-norm", "group"), ("--loss", "lsgan"),
     ("--seed", "-1"), ("--log-every", "0"), ("--lr-d", "nan"),
 ])

@@ -49,6 +49,9 @@ def _check_labels(labels, num_classes, batch, who):
 # -- original GAN: multilayer perceptrons -----------------------------------------------------------------
 
 
+MLP_ACTIVATIONS = ("leaky_relu", "relu")  # hidden activations an MLPGenerator can take
+
+
 class MLPGenerator(nn.Module):
     """z (N, nz) -> x (N, *out_shape): Linear + LeakyReLU(0.2) hidden layers, then Tanh (or identity).
 
@@ -60,7 +63,7 @@ class MLPGenerator(nn.Module):
                  out_activation="tanh", dropout=0.0, batch_norm=False, activation="leaky_relu", out_scale=1.0):
         super().__init__()
         self.out_scale = float(out_scale)
-        if activation not in ("leaky_relu", "relu"):
+        if activation not in MLP_ACTIVATIONS:
             raise ValueError(f"MLPGenerator: activation must be 'leaky_relu' or 'relu', got {activation!r}")
         self.nz, self.num_classes, self.out_shape = nz, num_classes, tuple(out_shape)
         if num_classes:

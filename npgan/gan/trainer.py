@@ -29,7 +29,14 @@ from npgan import backend, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
-from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_init_
+from npgan.gan.models import (
+    MLP_ACTIVATIONS,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    dcgan_init_,
+)
 
 MODELS = ("gan", "dcgan", "wgan", "wgan-gp", "cgan")
 
@@ -65,7 +72,6 @@ class Variant:
 
 TOY_STEPS = 10000
 TOY_NETS = ("mlp", "pacgan")
-G_ACTIVATIONS = ("leaky_relu", "relu")
 
 VARIANTS = {
     # Goodfellow et al. 2014, with the non-saturating G loss they recommend in practice.
@@ -159,8 +165,8 @@ class TrainConfig:
         need(self.r1_gamma >= 0.0, f"r1_gamma must be >= 0, got {self.r1_gamma}")
         need(0.0 <= self.g_ema < 1.0, f"g_ema must be in [0, 1) (0: off), got {self.g_ema}")
         need(self.toy_nets in TOY_NETS, f"toy_nets must be one of {TOY_NETS}, got {self.toy_nets!r}")
-        need(self.g_activation in (None,) + G_ACTIVATIONS,
-             f"g_activation must be one of {G_ACTIVATIONS} (or None: the variant's), got {self.g_activation!r}")
+        need(self.g_activation in (None,) + MLP_ACTIVATIONS,
+             f"g_activation must be one of {MLP_ACTIVATIONS} (or None: the variant's), got {self.g_activation!r}")
         need(self.noise in ("gaussian", "uniform"), f"noise must be gaussian or uniform, got {self.noise!r}")
         need(0.0 <= self.g_dropout < 1.0, f"g_dropout must be in [0, 1), got {self.g_dropout}")
         need(isinstance(self.pack, int) and self.pack >= 1, f"pack must be an int >= 1, got {self.pack!r}")
@@ -170,9 +176,14 @@ class TrainConfig:
         backend.check_device(self.device)
 
 
+def variant_for(model: str, is_toy: bool) -> Variant:
+    """The variant a model trains with: its toy settings in place on the 2-D toys."""
+    return VARIANTS[model].on_toys() if is_toy else VARIANTS[model]
+
+
 def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
     """G, D and the latent size for a config and the shape of one sample, on ``config.device``."""
-    c, v = config, (VARIANTS[config.model].on_toys() if is_toy else VARIANTS[config.model])
+    c, v = config, variant_for(config.model, is_toy)
     scale = toy_scale(c.dataset) if is_toy else 1.0  # toy nets work in units of the toy's extent
     activation = c.g_activation or v.g_activation
     if is_toy and c.toy_nets == "pacgan":
@@ -236,7 +247,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = True):
         config.validate()
         self.config = config
-        self.variant = VARIANTS[config.model].on_toys() if config.dataset in TOY_DATASETS else VARIANTS[config.model]
+        self.variant = variant_for(config.model, config.dataset in TOY_DATASETS)
         self.progress = progress
         self.device = backend.check_device(config.device)
         npgan.manual_seed(config.seed)
