@@ -11,7 +11,7 @@ PacGAN4 24.8/25 modes with 93.6% high-quality samples.
 
     python benchmarks/toys.py --jobs 2          # about 2 hours on 2 CPU cores (the four runs, two at a time)
     python benchmarks/toys.py --steps 2000      # shorter, for a look
-    python benchmarks/toys.py --seed 0 1 2      # several seeds: one row each
+    python benchmarks/toys.py --seed 0 1 2      # several seeds: one row each, then their mean and spread
 """
 
 from __future__ import annotations
@@ -55,6 +55,30 @@ def run_one(job: dict) -> dict:
     return row
 
 
+def over_seeds(rows: list[dict]) -> list[dict]:
+    """One summary per (recipe, dataset) run with several seeds: the mean and sample std of each metric.
+
+    The published toy numbers are such means (PacGAN averages 10 trials); a single GAN run lands a few points
+    either side of it.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["recipe"], row["dataset"], row["steps"]), []).append(row)
+    summaries = []
+    for (recipe, dataset, steps), group in groups.items():
+        if len(group) < 2:
+            continue
+        summary = {"recipe": recipe, "dataset": dataset, "steps": steps, "seeds": [r["seed"] for r in group],
+                   "modes": group[0]["modes"]}
+        for key in ("modes_captured", "high_quality_pct", "reverse_kl"):
+            values = [float(r[key]) for r in group]
+            mean = sum(values) / len(values)
+            summary[key] = mean
+            summary[key + "_std"] = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        summaries.append(summary)
+    return summaries
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, help="generator steps for every run (default: STEPS in this file)")
@@ -80,6 +104,9 @@ def main(argv=None):
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
             rows = list(pool.map(run_one, jobs))
+    summaries = over_seeds(rows)
+    for m in summaries:
+        print(json.dumps({"over_seeds": m}), flush=True)
     print("\n| model | dataset | steps | seed | modes captured | high-quality samples | reverse KL "
           "| G itself (no EMA): modes, high quality | time (s) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -88,6 +115,11 @@ def main(argv=None):
         raw = f"{raw['modes_captured']}/{raw['modes']}, {raw['high_quality_pct']:.1f}%" if raw else "-"
         print(f"| {r['recipe']} | {r['dataset']} | {r['steps']} | {r['seed']} | {r['modes_captured']}/{r['modes']} | "
               f"{r['high_quality_pct']:.1f}% | {r['reverse_kl']:.3f} | {raw} | {r['seconds']} |")
+    for m in summaries:
+        print(f"| {m['recipe']} | {m['dataset']} | {m['steps']} | mean ± std of {len(m['seeds'])} | "
+              f"{m['modes_captured']:.1f}/{m['modes']} ± {m['modes_captured_std']:.1f} | "
+              f"{m['high_quality_pct']:.1f} ± {m['high_quality_pct_std']:.1f}% | "
+              f"{m['reverse_kl']:.3f} ± {m['reverse_kl_std']:.3f} | | |")
     return rows
 
 

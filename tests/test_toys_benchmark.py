@@ -31,11 +31,31 @@ def test_toys_benchmark_trains_every_recipe_and_reports_the_mode_metrics(tmp_pat
     assert "| model | dataset | steps | seed | modes captured |" in table and "/8 |" in table
 
 
-def test_toys_benchmark_runs_one_row_per_seed(tmp_path):
+def test_toys_benchmark_runs_one_row_per_seed_then_their_mean(tmp_path, capsys):
     rows = load_toys().main(["--steps", "2", "--datasets", "ring8", "--recipes", "gan + tricks", "--seed", "0", "1",
                              "--batch-size", "16", "--out", str(tmp_path)])
     assert [r["seed"] for r in rows] == [0, 1]
     assert rows[0]["picture"] != rows[1]["picture"]
+    out = capsys.readouterr().out
+    summary = [json.loads(line)["over_seeds"] for line in out.splitlines() if line.startswith('{"over_seeds"')]
+    assert len(summary) == 1 and summary[0]["seeds"] == [0, 1]
+    mean = (rows[0]["high_quality_pct"] + rows[1]["high_quality_pct"]) / 2
+    assert summary[0]["high_quality_pct"] == pytest.approx(mean)
+    assert "| gan + tricks | ring8 | 2 | mean ± std of 2 |" in out
+
+
+def test_over_seeds_gives_the_mean_and_sample_std_per_recipe_and_toy():
+    def row(recipe, seed, captured, pct, kl):
+        return {"recipe": recipe, "dataset": "grid25", "steps": 10, "seed": seed, "modes": 25,
+                "modes_captured": captured, "high_quality_pct": pct, "reverse_kl": kl}
+
+    rows = [row("gan + tricks", 0, 25, 89.0, 0.01), row("gan + tricks", 1, 23, 93.0, 0.03),
+            row("gan + tricks", 2, 24, 91.0, 0.02), row("wgan-gp", 0, 25, 90.0, 0.0)]
+    [summary] = load_toys().over_seeds(rows)  # a single seed gives no summary
+    assert summary["recipe"] == "gan + tricks" and summary["seeds"] == [0, 1, 2] and summary["modes"] == 25
+    assert summary["modes_captured"] == pytest.approx(24.0) and summary["modes_captured_std"] == pytest.approx(1.0)
+    assert summary["high_quality_pct"] == pytest.approx(91.0) and summary["high_quality_pct_std"] == pytest.approx(2.0)
+    assert summary["reverse_kl"] == pytest.approx(0.02) and summary["reverse_kl_std"] == pytest.approx(0.01)
 
 
 def test_toys_benchmark_runs_jobs_in_parallel_processes_from_the_command_line(tmp_path):
