@@ -269,6 +269,29 @@ def test_matmul_shapes_follow_numpy_for_1d_operands():
     np.testing.assert_allclose((a @ a).item(), float(a.numpy() @ a.numpy()), rtol=1e-6)
 
 
+def test_gemm_of_broadcast_operands_and_of_outer_products_matches_numpy():
+    # The gradient of a sum is a broadcast array (stride 0), which NumPy cannot give to BLAS; a 1-unit layer's
+    # gradients are outer products (inner dimension 1). Both take their own path in ops.core.gemm.
+    from npgan.ops.core import gemm
+
+    rng = np.random.default_rng(0)
+    ones = np.broadcast_to(np.ones((1, 1), dtype=np.float32), (5, 1))  # strides (0, 0), as sum's gradient
+    w, x = rng.standard_normal((1, 3), dtype=np.float32), rng.standard_normal((5, 3), dtype=np.float32)
+    for a, b in [(ones, w), (ones.T, x), (x.T, ones), (w.T, ones.T), (np.broadcast_to(w, (4, 3)), x.T)]:
+        got = gemm(a, b)
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-6, atol=1e-6)
+        assert got.dtype == np.float32 and got.shape == (a.shape[0], b.shape[1])
+
+
+def test_gradients_of_a_one_unit_layer_summed_are_exact():
+    # (x @ w).sum(): d/dx = 1 w^T per row and d/dw = x^T 1, computed from sum's broadcast gradient.
+    x = npgan.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    w = npgan.tensor([[2.0], [-1.0]], requires_grad=True)
+    (x @ w).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[2.0, -1.0]] * 3)
+    np.testing.assert_array_equal(w.grad.numpy(), [[6.0], [9.0]])
+
+
 def test_transpose_with_two_dims_swaps_them_as_in_pytorch():
     x = npgan.randn(2, 3)
     assert x.transpose(0, 1).shape == (3, 2)

@@ -30,7 +30,7 @@ import numbers
 
 from npgan import backend
 from npgan.autograd import Function, Tensor
-from npgan.ops.core import matmul, transpose
+from npgan.ops.core import gemm, matmul, transpose
 from npgan.ops.core import sum as sum_
 
 xp_of = backend.get_array_module
@@ -69,14 +69,6 @@ def batch_first(a):
 def channel_rows(x):
     """(N, C, H, W) -> (C, H*W*N): a view when x is stored batch-last, else one copy."""
     return batch_last(x).reshape(x.shape[1], -1)
-
-
-def gemm(a, b, out=None):
-    """The matrix product of every convolution (one function, so ``--profile`` can time it)."""
-    xp = xp_of(a, b)
-    if a.shape[1] == 1:  # an outer product (a 1-channel conv's gradient): BLAS is 4x slower than a multiply
-        return xp.multiply(a, b, out=out)
-    return xp.matmul(a, b, out=out)
 
 
 # im2col matrices are 4x the input for a 4x4 stride-2 kernel (16.8 MB for DCGAN's 64x16x16 layer, batch 64).
