@@ -386,6 +386,26 @@ def test_concatenate_of_shapes_that_differ_outside_the_axis_raises_value_error()
         F.concatenate([npgan.randn(2, 3), npgan.randn(2, 4)], axis=0)
 
 
+def test_cat_stack_and_softmax_take_pytorchs_dim_keyword_too():
+    a, b = npgan.randn(2, 3), npgan.randn(2, 3)
+    np.testing.assert_array_equal(F.cat([a, b], dim=1).numpy(), np.concatenate([a.numpy(), b.numpy()], axis=1))
+    np.testing.assert_array_equal(F.stack([a, b], dim=-1).numpy(), np.stack([a.numpy(), b.numpy()], axis=-1))
+    np.testing.assert_array_equal(F.softmax(a, dim=0).numpy(), F.softmax(a, axis=0).numpy())
+    np.testing.assert_array_equal(F.log_softmax(a, dim=0).numpy(), F.log_softmax(a, 0).numpy())
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda a: F.cat([a, a], axis=2), "concatenate: axis 2 is out of range for a tensor with 2 dimensions"),
+    (lambda a: F.cat([a, a], dim=-3), "concatenate: axis -3 is out of range"),
+    (lambda a: F.cat([a.sum(), a.sum()]), "concatenate: 0-dimensional tensors"),
+    (lambda a: F.stack([a, a], dim=3), r"stack: axis must be an int in \[-3, 2\] for tensors of 2 dimensions, got 3"),
+    (lambda a: F.softmax(a, dim=2), "softmax: axis 2 is out of range"),
+])
+def test_an_axis_out_of_range_is_an_error_naming_the_op_not_a_silent_wrap(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(npgan.randn(2, 3))
+
+
 def test_clip_with_min_above_max_raises_value_error():
     with pytest.raises(ValueError, match="min"):
         F.clip(npgan.randn(3), 1.0, -1.0)

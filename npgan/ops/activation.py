@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from npgan import backend
 from npgan.autograd import Function, Tensor, as_tensor
-from npgan.ops.core import _check_broadcast, exp, log, mean, sum
+from npgan.ops.core import _axes, _check_broadcast, exp, log, mean, sum
 
 xp_of = backend.get_array_module
 
@@ -160,15 +160,17 @@ def mse_loss(input, target, reduction="mean") -> Tensor:
     return _reduce(diff * diff, reduction, "mse_loss")
 
 
-def log_softmax(x, axis=-1) -> Tensor:
+def log_softmax(x, axis=-1, *, dim=None) -> Tensor:
+    """log(softmax(x)) along ``axis`` (``dim=`` is PyTorch's name for it)."""
     from npgan.ops.core import max as max_  # noqa: PLC0415
 
+    (axis,) = _axes(axis if dim is None else dim, x.ndim, "softmax")
     shifted = x - max_(x, axis, keepdims=True).detach()  # constant shift: exact and overflow-free
     return shifted - log(sum(exp(shifted), axis, keepdims=True))
 
 
-def softmax(x, axis=-1) -> Tensor:
-    return exp(log_softmax(x, axis))
+def softmax(x, axis=-1, *, dim=None) -> Tensor:
+    return exp(log_softmax(x, axis if dim is None else dim))
 
 
 def cross_entropy(logits, labels, reduction="mean") -> Tensor:

@@ -576,12 +576,15 @@ class Concatenate(Function):
         return tuple(grads)
 
 
-def concatenate(tensors, axis=0) -> Tensor:
+def concatenate(tensors, axis=0, *, dim=None) -> Tensor:
+    """Join tensors along an existing axis (``dim=`` is PyTorch's name for it)."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
     ndim = tensors[0].ndim
-    axis = axis % ndim
+    if ndim == 0:
+        raise ValueError("concatenate: 0-dimensional tensors have no axis to join along; use stack")
+    (axis,) = _axes(axis if dim is None else dim, ndim, "concatenate")
     def outside(shape):
         return shape[:axis] + shape[axis + 1:]
 
@@ -594,11 +597,17 @@ def concatenate(tensors, axis=0) -> Tensor:
 cat = concatenate
 
 
-def stack(tensors, axis=0) -> Tensor:
+def stack(tensors, axis=0, *, dim=None) -> Tensor:
+    """Join same-shaped tensors along a new axis (``dim=`` is PyTorch's name for it)."""
     tensors = [as_tensor(t) for t in tensors]
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
+    axis, ndim = axis if dim is None else dim, tensors[0].ndim + 1
+    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        raise ValueError(f"stack: axis must be an int in [{-ndim}, {ndim - 1}] for tensors of {ndim - 1} "
+                         f"dimensions, got {axis!r}")
+    axis %= ndim
     return concatenate([unsqueeze(t, axis) for t in tensors], axis)
 
 
