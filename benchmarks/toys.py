@@ -12,6 +12,7 @@ PacGAN4 24.8/25 modes with 93.6% high-quality samples.
     python benchmarks/toys.py --jobs 2          # about 2 hours on 2 CPU cores (the four runs, two at a time)
     python benchmarks/toys.py --steps 2000      # shorter, for a look
     python benchmarks/toys.py --seed 0 1 2      # several seeds: one row each, then their mean and spread
+    python benchmarks/toys.py --resume          # after an interruption: each run continues from its checkpoint
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 from npgan.gan import TrainConfig, Trainer
@@ -37,18 +37,28 @@ RECIPES = {
 # Generator steps per (recipe, dataset): the grid needs many more than the ring.
 STEPS = {("gan + tricks", "ring8"): 200000, ("gan + tricks", "grid25"): 200000,
          ("wgan-gp", "ring8"): 30000, ("wgan-gp", "grid25"): 100000}
+CHECKPOINT_EVERY = 2000  # steps; a run interrupted loses at most this much (see --resume)
 
 
 def run_one(job: dict) -> dict:
     """Train one recipe on one toy and return its row of the table."""
     name, dataset, steps, seed, args = job["recipe"], job["dataset"], job["steps"], job["seed"], job["args"]
     out = os.path.join(args["out"], f"{name.replace(' + ', '-')}-{dataset}-seed{seed}")
-    config = TrainConfig(dataset=dataset, steps=steps, batch_size=args["batch_size"], seed=seed, out=out,
-                         sample_every=max(1, steps // 10), checkpoint_every=steps, log_every=100, **RECIPES[name])
-    start = time.perf_counter()
-    summary = Trainer(config, progress=False).train()
+    checkpoint = os.path.join(out, "checkpoint.npz")
+    if args["resume"] and os.path.exists(checkpoint):
+        trainer = Trainer.from_checkpoint(checkpoint, progress=False, steps=steps)
+        if (trainer.config.model, trainer.config.dataset, trainer.config.seed) != (RECIPES[name]["model"], dataset,
+                                                                                  seed):
+            raise SystemExit(f"toys.py: --resume: {checkpoint} holds another run ({trainer.config.model} on "
+                             f"{trainer.config.dataset}, seed {trainer.config.seed})")
+    else:
+        config = TrainConfig(dataset=dataset, steps=steps, batch_size=args["batch_size"], seed=seed, out=out,
+                             sample_every=max(1, steps // 10), checkpoint_every=min(steps, CHECKPOINT_EVERY),
+                             log_every=100, **RECIPES[name])
+        trainer = Trainer(config, progress=False)
+    summary = trainer.train()
     row = {"recipe": name, "dataset": dataset, "steps": steps, "seed": seed,
-           "seconds": round(time.perf_counter() - start), **summary["metrics"], "picture": summary["final"]}
+           "seconds": round(summary["total_seconds"]), **summary["metrics"], "picture": summary["final"]}
     if "metrics_without_ema" in summary:
         row["without_ema"] = summary["metrics_without_ema"]
     print(json.dumps(row), flush=True)
@@ -89,10 +99,13 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once, each in its own process with one BLAS thread (2 on a 2-core machine)")
     parser.add_argument("--out", default="runs/toys")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each run from OUT/<run>/checkpoint.npz where there is one (a finished run "
+                             "is only scored again)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    shared = {"out": args.out, "batch_size": args.batch_size}
+    shared = {"out": args.out, "batch_size": args.batch_size, "resume": args.resume}
     jobs = [{"recipe": name, "dataset": dataset, "steps": args.steps or STEPS[name, dataset], "seed": seed,
              "args": shared} for dataset in args.datasets for name in args.recipes for seed in args.seed]
     if args.jobs == 1:

@@ -167,8 +167,9 @@ def cmd_train(args) -> int:
         )
         trainer = Trainer(config, progress=not args.quiet)
     summary = trainer.train()
+    resumed = f", {summary['total_seconds']:.0f} s since step 0" if args.resume else ""
     print(f"\ntrained {trainer.config.model} for {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['ms_per_step']} ms/step)")
+          f"({summary['ms_per_step']} ms/step{resumed})")
     for label, key in (("samples", "final"), ("progress GIF", "gif"), ("loss curves", "losses"),
                        ("checkpoint", "checkpoint"), ("metrics log", "metrics_log")):
         if os.path.exists(summary[key]):

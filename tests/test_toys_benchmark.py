@@ -69,6 +69,29 @@ def test_toys_benchmark_runs_jobs_in_parallel_processes_from_the_command_line(tm
     assert done.stdout.count("/25 |") == 2 and done.stdout.count("/8 |") == 2
 
 
+def test_toys_benchmark_resumes_each_run_from_its_checkpoint(tmp_path):
+    toys = load_toys()
+    common = ["--datasets", "ring8", "--recipes", "gan + tricks", "--batch-size", "16", "--out", str(tmp_path)]
+    [first] = toys.main(["--steps", "2"] + common)
+    [row] = toys.main(["--steps", "4", "--resume"] + common)
+    assert row["steps"] == 4 and row["modes"] == 8
+    log = [json.loads(line) for line in open(tmp_path / "gan-tricks-ring8-seed0" / "metrics.jsonl")]
+    assert [r["step"] for r in log] == [2, 4]  # a fresh run would have started its log again
+    assert log[1]["time"] >= log[0]["time"] and row["seconds"] >= first["seconds"]
+
+
+def test_toys_benchmark_will_not_resume_from_another_runs_checkpoint(tmp_path):
+    toys = load_toys()
+    common = ["--steps", "2", "--datasets", "ring8", "--recipes", "gan + tricks", "--batch-size", "16",
+              "--out", str(tmp_path)]
+    toys.main(common)
+    (tmp_path / "gan-tricks-ring8-seed1").mkdir()
+    os.replace(tmp_path / "gan-tricks-ring8-seed0" / "checkpoint.npz",
+               tmp_path / "gan-tricks-ring8-seed1" / "checkpoint.npz")
+    with pytest.raises(SystemExit, match="holds another run"):
+        toys.main(common + ["--seed", "1", "--resume"])
+
+
 def test_toys_benchmark_refuses_zero_jobs(capsys):
     with pytest.raises(SystemExit):
         load_toys().main(["--jobs", "0"])

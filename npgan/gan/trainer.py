@@ -517,6 +517,8 @@ class Trainer:
         bar = _progress_bar(self.step, total, self.progress, c.model)
         start = time.perf_counter()
         start_step = self.step
+        # The log's "time" counts training seconds since step 0, across resumes (restored with the history).
+        earlier = self.history[-1].get("time", 0.0) if self.history else 0.0
         try:
             while self.step < total:
                 row = self.train_step()
@@ -525,7 +527,7 @@ class Trainer:
                     floats = _log_row_floats(dict(step=self.step, **row))
                     self._check_finite(floats)
                     self._watch(floats)
-                    floats["time"] = round(time.perf_counter() - start, 3)
+                    floats["time"] = round(earlier + time.perf_counter() - start, 3)
                     self.history.append(floats)
                     with open(paths["metrics_log"], "a") as f:
                         f.write(json.dumps(floats) + "\n")
@@ -538,7 +540,7 @@ class Trainer:
         finally:
             bar.close()
         seconds = time.perf_counter() - start
-        summary = {"steps": self.step, "seconds": round(seconds, 2),
+        summary = {"steps": self.step, "seconds": round(seconds, 2), "total_seconds": round(earlier + seconds, 2),
                    "ms_per_step": round(1000 * seconds / max(1, self.step - start_step), 1), **paths}
         if self.sample_paths:
             viz.save_gif(self.sample_paths, paths["gif"])

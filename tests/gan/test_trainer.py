@@ -97,6 +97,17 @@ def test_resume_of_a_toy_run_is_exact_too(tmp_path):
         assert np.array_equal(value, resumed.G.state_dict()[name]), name
 
 
+def test_the_logged_time_counts_training_seconds_across_a_resume(tmp_path):
+    first = Trainer(tiny(tmp_path, model="gan", dataset="ring8", steps=2, hidden=8), progress=False)
+    first.train()
+    before = first.history[-1]["time"]
+    resumed = Trainer.from_checkpoint(str(tmp_path / "run" / "checkpoint.npz"), progress=False, steps=4)
+    summary = resumed.train()
+    times = [json.loads(line)["time"] for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert times[:2] == [r["time"] for r in first.history] and min(times[2:]) >= before
+    assert summary["total_seconds"] == pytest.approx(before + summary["seconds"], abs=0.02)
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = Trainer(tiny(tmp_path, model="dcgan", steps=6), progress=False)
     trainer.train(steps=2)
