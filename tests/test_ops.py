@@ -406,6 +406,14 @@ def test_an_axis_out_of_range_is_an_error_naming_the_op_not_a_silent_wrap(call, 
         call(npgan.randn(2, 3))
 
 
+def test_cat_and_softmax_want_one_int_axis():
+    a = npgan.randn(2, 3)
+    with pytest.raises(TypeError, match=r"concatenate: axis must be an int, got \(0, 1\)"):
+        F.cat([a, a], axis=(0, 1))
+    with pytest.raises(TypeError, match="softmax: axis must be an int, got None"):
+        F.softmax(a, axis=None)
+
+
 def test_clip_with_min_above_max_raises_value_error():
     with pytest.raises(ValueError, match="min"):
         F.clip(npgan.randn(3), 1.0, -1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from npgan import backend
 from npgan.autograd import Function, Tensor, as_tensor
-from npgan.ops.core import _axes, _check_broadcast, exp, log, mean, sum
+from npgan.ops.core import _check_broadcast, _one_axis, exp, log, mean, sum
 
 xp_of = backend.get_array_module
 
@@ -164,7 +164,7 @@ def log_softmax(x, axis=-1, *, dim=None) -> Tensor:
     """log(softmax(x)) along ``axis`` (``dim=`` is PyTorch's name for it)."""
     from npgan.ops.core import max as max_  # noqa: PLC0415
 
-    (axis,) = _axes(axis if dim is None else dim, x.ndim, "softmax")
+    axis = _one_axis(axis if dim is None else dim, x.ndim, "softmax")
     shifted = x - max_(x, axis, keepdims=True).detach()  # constant shift: exact and overflow-free
     return shifted - log(sum(exp(shifted), axis, keepdims=True))
 

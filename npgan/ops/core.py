@@ -262,6 +262,13 @@ def _axes(axis, ndim, op):
     return tuple(sorted(set(normalised)))
 
 
+def _one_axis(axis, ndim, op) -> int:
+    """A single axis (an int in [-ndim, ndim)) as a non-negative index, or an error naming ``op``."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    return _axes(axis, ndim, op)[0]
+
+
 def _keepdims_shape(shape, axes):
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 
@@ -584,7 +591,7 @@ def concatenate(tensors, axis=0, *, dim=None) -> Tensor:
     ndim = tensors[0].ndim
     if ndim == 0:
         raise ValueError("concatenate: 0-dimensional tensors have no axis to join along; use stack")
-    (axis,) = _axes(axis if dim is None else dim, ndim, "concatenate")
+    axis = _one_axis(axis if dim is None else dim, ndim, "concatenate")
     def outside(shape):
         return shape[:axis] + shape[axis + 1:]
 
