@@ -38,6 +38,27 @@ def _check_betas(betas) -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
+# Adam's update is a dozen elementwise passes over a parameter and its moments. On NumPy they run over
+# blocks of this many elements (128 KB of float32 per array), so a block stays in the core's cache from the
+# first pass to the last instead of every pass streaming the whole array from memory: gan-mlp's Adam step
+# (2M parameters) took 7.4 ms instead of 10.6. CuPy gets whole arrays (one kernel per pass).
+BLOCK_ELEMENTS = 2**15
+
+
+def _blocks(arrays):
+    """Flat slices of same-shaped ``arrays`` (the first, the parameter, written in place), block by block.
+
+    Falls back to one block of the arrays themselves when flattening the parameter would copy it.
+    """
+    first = arrays[0]
+    if backend.is_cupy_array(first) or not first.flags.c_contiguous or first.size <= BLOCK_ELEMENTS:
+        yield arrays
+        return
+    flat = [a.reshape(-1) for a in arrays]  # views of contiguous arrays; a strided gradient is copied once
+    for start in range(0, first.size, BLOCK_ELEMENTS):
+        yield [a[start:start + BLOCK_ELEMENTS] for a in flat]
+
+
 class Optimizer:
     """Holds ``param_groups`` (dicts with ``'params'`` and the hyperparameters) and per-parameter ``state``.
 
@@ -252,20 +273,26 @@ class Adam(Optimizer):
         step, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
-        scratch = xp.subtract(grad, m)  # the one temporary array of this step
-        scratch *= 1.0 - beta1
-        m += scratch  # m.lerp_(g, 1 - beta1) = m + (1 - beta1) (g - m), as PyTorch computes it
-        xp.multiply(grad, grad, out=scratch)
-        scratch *= 1.0 - beta2
-        v *= beta2
-        v += scratch
         step_size = group["lr"] / (1.0 - beta1**step)
-        denom = xp.sqrt(v, out=scratch)
-        denom /= math.sqrt(1.0 - beta2**step)
-        denom += group["eps"]
-        update = xp.divide(m, denom, out=scratch)
-        update *= step_size
-        p.data -= update
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        scratch = None  # the one temporary array, as large as the first (the largest) block
+        for p_, g, m_, v_ in _blocks((p.data, grad, m, v)):
+            if scratch is None:
+                scratch = xp.empty(p_.size, dtype=p_.dtype)
+            s = scratch[:p_.size].reshape(p_.shape)
+            xp.subtract(g, m_, out=s)
+            s *= 1.0 - beta1
+            m_ += s  # m.lerp_(g, 1 - beta1) = m + (1 - beta1) (g - m), as PyTorch computes it
+            xp.multiply(g, g, out=s)
+            s *= 1.0 - beta2
+            v_ *= beta2
+            v_ += s
+            denom = xp.sqrt(v_, out=s)
+            denom /= bias_correction2_sqrt
+            denom += group["eps"]
+            update = xp.divide(m_, denom, out=s)
+            update *= step_size
+            p_ -= update
 
 
 class RMSprop(Optimizer):

@@ -80,6 +80,32 @@ def test_adam_matches_the_written_out_update_with_bias_correction(kwargs):
     np.testing.assert_allclose(run(optim.Adam, **kwargs), expected, **TOL)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "transposed parameter", "broadcast gradient"])
+def test_adam_in_blocks_gives_the_same_bits_as_over_whole_arrays(layout, monkeypatch):
+    # On NumPy the update runs over blocks of optim.BLOCK_ELEMENTS (cache-sized); elementwise float32 work does
+    # not depend on how the array is cut, so the result must be bit-identical to one block, for every layout.
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((23, 9)).astype(np.float32)
+    grads = [rng.standard_normal((23, 9)).astype(np.float32) for _ in range(3)]
+    if layout == "broadcast gradient":
+        grads = [np.broadcast_to(g[:1], g.shape) for g in grads]  # stride 0, as the gradient of a sum
+
+    def trajectory(block):
+        monkeypatch.setattr(optim, "BLOCK_ELEMENTS", block)
+        p = param(start)
+        if layout == "transposed parameter":
+            p.data = np.ascontiguousarray(start.T).T  # a Fortran-ordered parameter: no flat view exists
+        opt = optim.Adam([p], lr=0.01, betas=(0.5, 0.999))
+        for g in grads:
+            p.grad = npgan.Tensor(g)
+            opt.step()
+        return p.numpy().copy(), opt.state[p]["exp_avg"].copy(), opt.state[p]["exp_avg_sq"].copy()
+
+    for blocked, whole in zip(trajectory(10), trajectory(10**9)):
+        np.testing.assert_array_equal(blocked, whole)
+    assert not np.array_equal(trajectory(10)[0], start)
+
+
 def test_adam_first_step_moves_every_coordinate_by_about_lr():
     # With bias correction, step 1 is lr * g / (|g| + eps'): the sign of g times lr, whatever its size.
     (p1,) = run(optim.Adam, grads=GRADS[:1], lr=0.01)
