@@ -78,6 +78,10 @@ def test_toys_benchmark_resumes_each_run_from_its_checkpoint(tmp_path):
     log = [json.loads(line) for line in open(tmp_path / "gan-tricks-ring8-seed0" / "metrics.jsonl")]
     assert [r["step"] for r in log] == [2, 4]  # a fresh run would have started its log again
     assert log[1]["time"] >= log[0]["time"] and row["seconds"] >= first["seconds"]
+    [again] = toys.main(["--steps", "4", "--resume"] + common)  # a finished run is only scored again
+    assert len(open(tmp_path / "gan-tricks-ring8-seed0" / "metrics.jsonl").readlines()) == 2
+    assert {k: again[k] for k in ("modes_captured", "high_quality_pct", "reverse_kl")} == {
+        k: row[k] for k in ("modes_captured", "high_quality_pct", "reverse_kl")}
 
 
 def test_toys_benchmark_will_not_resume_from_another_runs_checkpoint(tmp_path):
