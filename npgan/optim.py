@@ -45,16 +45,17 @@ def _check_betas(betas) -> tuple[float, float]:
 BLOCK_ELEMENTS = 2**15
 
 
-def _blocks(arrays):
-    """Flat slices of same-shaped ``arrays`` (the first, the parameter, written in place), block by block.
+def _blocks(written, read):
+    """Flat slices of same-shaped arrays, block by block: ``written`` (updated in place) then ``read``.
 
-    Falls back to one block of the arrays themselves when flattening the parameter would copy it.
+    Falls back to one block of the arrays themselves when a flat view of a written array does not exist
+    (reshaping would copy it, and the update would land in the copy).
     """
-    first = arrays[0]
-    if backend.is_cupy_array(first) or not first.flags.c_contiguous or first.size <= BLOCK_ELEMENTS:
-        yield arrays
+    first = written[0]
+    if backend.is_cupy_array(first) or first.size <= BLOCK_ELEMENTS or not all(a.flags.c_contiguous for a in written):
+        yield (*written, *read)
         return
-    flat = [a.reshape(-1) for a in arrays]  # views of contiguous arrays; a strided gradient is copied once
+    flat = [a.reshape(-1) for a in (*written, *read)]  # views; a strided gradient is copied once
     for start in range(0, first.size, BLOCK_ELEMENTS):
         yield [a[start:start + BLOCK_ELEMENTS] for a in flat]
 
@@ -276,7 +277,7 @@ class Adam(Optimizer):
         step_size = group["lr"] / (1.0 - beta1**step)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
         scratch = None  # the one temporary array, as large as the first (the largest) block
-        for p_, g, m_, v_ in _blocks((p.data, grad, m, v)):
+        for p_, m_, v_, g in _blocks((p.data, m, v), (grad,)):
             if scratch is None:
                 scratch = xp.empty(p_.size, dtype=p_.dtype)
             s = scratch[:p_.size].reshape(p_.shape)
