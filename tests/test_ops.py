@@ -406,12 +406,16 @@ def test_an_axis_out_of_range_is_an_error_naming_the_op_not_a_silent_wrap(call, 
         call(npgan.randn(2, 3))
 
 
-def test_cat_and_softmax_want_one_int_axis():
+def test_cat_stack_and_softmax_want_one_int_axis():
     a = npgan.randn(2, 3)
     with pytest.raises(TypeError, match=r"concatenate: axis must be an int, got \(0, 1\)"):
         F.cat([a, a], axis=(0, 1))
     with pytest.raises(TypeError, match="softmax: axis must be an int, got None"):
         F.softmax(a, axis=None)
+    with pytest.raises(TypeError, match="stack: axis must be an int, got True"):
+        F.stack([a, a], axis=True)
+    with pytest.raises(ValueError, match="stack: need at least one tensor"):
+        F.stack([])
 
 
 def test_clip_with_min_above_max_raises_value_error():

@@ -262,10 +262,14 @@ def _axes(axis, ndim, op):
     return tuple(sorted(set(normalised)))
 
 
-def _one_axis(axis, ndim, op) -> int:
-    """A single axis (an int in [-ndim, ndim)) as a non-negative index, or an error naming ``op``."""
+def _check_int_axis(axis, op):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+
+
+def _one_axis(axis, ndim, op) -> int:
+    """A single axis (an int in [-ndim, ndim)) as a non-negative index, or an error naming ``op``."""
+    _check_int_axis(axis, op)
     return _axes(axis, ndim, op)[0]
 
 
@@ -607,11 +611,14 @@ cat = concatenate
 def stack(tensors, axis=0, *, dim=None) -> Tensor:
     """Join same-shaped tensors along a new axis (``dim=`` is PyTorch's name for it)."""
     tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: need at least one tensor")
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors need the same shape, got {[t.shape for t in tensors]}")
     axis, ndim = axis if dim is None else dim, tensors[0].ndim + 1
-    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+    _check_int_axis(axis, "stack")
+    if not -ndim <= axis < ndim:  # the new axis may also come last: the range of the result's dimensions
         raise ValueError(f"stack: axis must be an int in [{-ndim}, {ndim - 1}] for tensors of {ndim - 1} "
                          f"dimensions, got {axis!r}")
     axis %= ndim
