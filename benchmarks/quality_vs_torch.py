@@ -4,7 +4,9 @@ Trains the 28x28 DCGAN of ``npgan train dcgan`` (npgan.gan.models) in npgan and 
 PyTorch on MNIST-5k (same init scheme N(0, 0.02), Adam(2e-4, (0.5, 0.999)), non-saturating loss, batch 64),
 then scores 1,000 samples of each (G in eval mode) with npgan's digit metrics: Fréchet distance on the digit
 classifier's features (lower is better; the real-vs-real floor is printed too), classifier confidence and
-class coverage. Prints a Markdown table and a JSON line.
+class coverage. Prints a Markdown table and a JSON line per run. With several seeds (``--seed 0 1 2``: one
+run per library and seed) it adds each library's mean ± std: a single GAN run's Fréchet distance moves by a
+few units from seed to seed, more than the libraries differ.
 
     python benchmarks/quality_vs_torch.py --steps 1500        # needs PyTorch and npgan[data]
 """
@@ -89,26 +91,57 @@ def main(argv=None):
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--ndf", type=int, default=64)
     parser.add_argument("--nz", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per library and seed")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     rows = []
-    samples, seconds = npgan_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, args.seed)
-    rows.append({"library": "npgan", "seconds": round(seconds, 1), **image_metrics(samples)})
-    try:
-        samples, seconds = torch_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, args.seed,
-                                       args.threads)
-        rows.append({"library": "PyTorch", "seconds": round(seconds, 1), **image_metrics(samples)})
-    except ImportError:
-        print("PyTorch is not installed: npgan's row only")
+    for seed in args.seed:
+        samples, seconds = npgan_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, seed)
+        rows.append({"library": "npgan", "seed": seed, "seconds": round(seconds, 1), **image_metrics(samples)})
+        try:
+            samples, seconds = torch_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, seed,
+                                           args.threads)
+        except ImportError:
+            print("PyTorch is not installed: npgan's rows only")
+            continue
+        rows.append({"library": "PyTorch", "seed": seed, "seconds": round(seconds, 1), **image_metrics(samples)})
     print(f"\nDCGAN 28x28 on MNIST-5k, {args.steps} steps, batch {args.batch_size}, ngf={args.ngf}, ndf={args.ndf}\n")
-    print("| library | Fréchet distance | real-vs-real floor | confidence | classes | train time (s) |")
-    print("|---|---|---|---|---|---|")
+    print("| library | seed | Fréchet distance | real-vs-real floor | confidence | classes | train time (s) |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['library']} | {row['frechet_distance']:.2f} | {row['frechet_distance_real_floor']:.2f} | "
-              f"{row['classifier_confidence']:.3f} | {row['classes_covered']}/10 | {row['seconds']:.0f} |")
-    for row in rows:
+        print(f"| {row['library']} | {row['seed']} | {row['frechet_distance']:.2f} | "
+              f"{row['frechet_distance_real_floor']:.2f} | {row['classifier_confidence']:.3f} | "
+              f"{row['classes_covered']}/10 | {row['seconds']:.0f} |")
+    summaries = over_seeds(rows)
+    for row in summaries:
+        print(f"| {row['library']}, mean ± std | {', '.join(map(str, row['seeds']))} | "
+              f"{row['frechet_distance']:.2f} ± {row['frechet_distance_std']:.2f} | "
+              f"{row['frechet_distance_real_floor']:.2f} | "
+              f"{row['classifier_confidence']:.3f} ± {row['classifier_confidence_std']:.3f} | "
+              f"{row['classes_covered']:.1f}/10 | |")
+    for row in rows + summaries:
         print(json.dumps({k: v for k, v in row.items() if k != "class_histogram"}))
+    return rows, summaries
+
+
+def over_seeds(rows: list[dict]) -> list[dict]:
+    """Per library run with several seeds: the mean and sample std of the Fréchet distance and the
+    confidence, the mean class coverage and the (seed-independent) real-vs-real floor."""
+    summaries = []
+    for library in dict.fromkeys(row["library"] for row in rows):
+        group = [row for row in rows if row["library"] == library]
+        if len(group) < 2:
+            continue
+        summary = {"library": library, "seeds": [row["seed"] for row in group],
+                   "frechet_distance_real_floor": group[0]["frechet_distance_real_floor"],
+                   "classes_covered": sum(row["classes_covered"] for row in group) / len(group)}
+        for key in ("frechet_distance", "classifier_confidence"):
+            values = [float(row[key]) for row in group]
+            mean = sum(values) / len(values)
+            summary[key] = mean
+            summary[key + "_std"] = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        summaries.append(summary)
+    return summaries
 
 
 if __name__ == "__main__":
