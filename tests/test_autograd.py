@@ -5,6 +5,7 @@ import pytest
 
 import npgan
 import npgan.functional as F
+from npgan.nn import Linear
 
 # Gradients below are of small polynomials evaluated in float64: exact up to a few ulps.
 TOL = {"rtol": 1e-12, "atol": 1e-12}
@@ -144,6 +145,65 @@ def test_grad_of_a_broadcast_gradient_is_writable_in_place():
     x.sum().backward()  # sum's gradient is a broadcast of one value
     x.grad.data *= 2.0
     np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+
+
+def test_leaves_sharing_the_callers_grad_each_get_their_own_copy():
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    g = np.array([5.0, 6.0])
+    (x + y).backward(g)  # add hands g itself to both operands
+    assert not np.shares_memory(x.grad.data, g) and not np.shares_memory(y.grad.data, g)
+    assert not np.shares_memory(x.grad.data, y.grad.data)
+    x.grad.data[...] = 0.0
+    np.testing.assert_array_equal(g, [5.0, 6.0])
+    np.testing.assert_array_equal(y.grad.numpy(), [5.0, 6.0])
+
+
+def test_slices_of_one_gradient_array_are_copied_out():
+    x, y = leaf([1.0, 2.0]), leaf([3.0])
+    F.cat([x, y]).backward(np.array([1.0, 2.0, 3.0]))  # the pieces of cat's gradient are views of one array
+    x.grad.data[...] = 0.0
+    np.testing.assert_array_equal(y.grad.numpy(), [3.0])
+
+
+class _Keeps(npgan.Function):
+    """Its backward hands out an array it made in forward (a stand-in for a buffer a graph keeps)."""
+
+    made = []
+
+    def forward(self, x):
+        self.kept = np.full_like(x, 7.0)
+        _Keeps.made.append(self.kept)
+        return x.copy()
+
+    def backward(self, gy):
+        return npgan.Tensor(self.kept)
+
+
+def test_a_gradient_no_one_else_holds_becomes_grad_without_a_copy():
+    x = leaf([1.0, 2.0])
+    _Keeps()(x).backward(np.ones(2))  # the graph is freed after backward: the array is x.grad's alone
+    assert x.grad.data is _Keeps.made[-1]
+
+
+def test_a_gradient_a_retained_graph_still_holds_is_copied():
+    y = leaf([1.0, 2.0])
+    _Keeps()(y).backward(np.ones(2), retain_graph=True)
+    assert not np.shares_memory(y.grad.data, _Keeps.made[-1])
+    np.testing.assert_array_equal(y.grad.numpy(), [7.0, 7.0])
+
+
+def test_a_linear_layers_gradients_are_not_copied(monkeypatch):
+    layer = Linear(3, 2)
+    exclusive, copied = npgan.autograd._exclusive, []
+
+    def watched(array, claimed):
+        result = exclusive(array, claimed)
+        copied.append(result is not array)
+        return result
+
+    monkeypatch.setattr(npgan.autograd, "_exclusive", watched)
+    layer(npgan.randn(4, 3)).sum().backward()
+    assert copied == [False, False]  # weight and bias: their GEMM's and their sum's own results
 
 
 def test_create_graph_gives_each_leaf_its_own_grad_tensor():
