@@ -288,11 +288,12 @@ class Adam(Optimizer):
             s *= 1.0 - beta2
             v_ *= beta2
             v_ += s
+            # step_size m / (sqrt(v) / bc2 + eps) with bc2 = sqrt(1 - beta2^t), computed with bc2 moved out
+            # of the denominator: (step_size bc2) m / (sqrt(v) + eps bc2), one pass fewer (a division)
             denom = xp.sqrt(v_, out=s)
-            denom /= bias_correction2_sqrt
-            denom += group["eps"]
+            denom += group["eps"] * bias_correction2_sqrt
             update = xp.divide(m_, denom, out=s)
-            update *= step_size
+            update *= step_size * bias_correction2_sqrt
             p_ -= update
 
 
