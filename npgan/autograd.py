@@ -288,7 +288,8 @@ def _exclusive(array, claimed: set):
     """``array`` itself if it is writable and alone on its memory and no earlier call claimed that memory,
     else a copy. ``claimed`` collects the ids of the memory handed out."""
     root = _memory_root(array)
-    if id(root) in claimed or root.nbytes != array.nbytes or not getattr(array.flags, "writeable", True):
+    alone = getattr(root, "nbytes", -1) == array.nbytes  # not a slice of more, nor a broadcast of less
+    if id(root) in claimed or not alone or not getattr(array.flags, "writeable", True):
         return array.copy()
     claimed.add(id(root))
     return array

@@ -158,6 +158,14 @@ def test_leaves_sharing_the_callers_grad_each_get_their_own_copy():
     np.testing.assert_array_equal(y.grad.numpy(), [5.0, 6.0])
 
 
+def test_a_gradient_whose_memory_is_a_buffer_not_an_array_is_copied():
+    x = leaf([[1.0, 2.0]])
+    g = np.frombuffer(np.array([3.0, 4.0]).tobytes())  # read-only, owned by a bytes object
+    x.reshape(2).backward(g)  # reshape's gradient is a view of g
+    x.grad.data[...] = 0.0
+    np.testing.assert_array_equal(g, [3.0, 4.0])
+
+
 def test_slices_of_one_gradient_array_are_copied_out():
     x, y = leaf([1.0, 2.0]), leaf([3.0])
     F.cat([x, y]).backward(np.array([1.0, 2.0, 3.0]))  # the pieces of cat's gradient are views of one array
