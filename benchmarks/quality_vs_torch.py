@@ -94,15 +94,18 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per library and seed")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    rows = []
+    rows, with_torch = [], True
     for seed in args.seed:
         samples, seconds = npgan_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, seed)
         rows.append({"library": "npgan", "seed": seed, "seconds": round(seconds, 1), **image_metrics(samples)})
+        if not with_torch:
+            continue
         try:
             samples, seconds = torch_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, seed,
                                            args.threads)
         except ImportError:
             print("PyTorch is not installed: npgan's rows only")
+            with_torch = False
             continue
         rows.append({"library": "PyTorch", "seed": seed, "seconds": round(seconds, 1), **image_metrics(samples)})
     print(f"\nDCGAN 28x28 on MNIST-5k, {args.steps} steps, batch {args.batch_size}, ngf={args.ngf}, ndf={args.ndf}\n")

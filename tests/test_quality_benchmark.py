@@ -66,3 +66,20 @@ def test_main_runs_both_libraries_once_per_seed_and_prints_the_means(monkeypatch
     assert summaries[0]["frechet_distance_std"] == pytest.approx(math.sqrt(2.0))
     out = capsys.readouterr().out
     assert "| npgan, mean ± std | 0, 2 | 6.00 ± 1.41 | 2.50 |" in out
+
+
+def test_without_pytorch_npgan_runs_every_seed_and_says_so_once(monkeypatch, capsys):
+    script = load_script()
+
+    def no_torch(*args):
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(script, "npgan_dcgan", lambda *args: (np.zeros((4, 1, 28, 28), np.float32), 1.0))
+    monkeypatch.setattr(script, "torch_dcgan", no_torch)
+    monkeypatch.setattr(script, "image_metrics", lambda samples: {
+        "frechet_distance": 6.0, "frechet_distance_real_floor": 2.5, "classifier_confidence": 0.9,
+        "classes_covered": 10})
+    rows, summaries = script.main(["--steps", "2", "--seed", "0", "1", "2"])
+    assert [(r["library"], r["seed"]) for r in rows] == [("npgan", 0), ("npgan", 1), ("npgan", 2)]
+    assert [s["library"] for s in summaries] == ["npgan"]
+    assert capsys.readouterr().out.count("PyTorch is not installed") == 1
