@@ -331,7 +331,9 @@ class Function:
     one Tensor per output and returns one Tensor (or None) per input, computed with Tensor ops so that
     it can be differentiated again. Inside ``backward``, ``self.inputs`` are the input Tensors,
     ``self.output(i)`` the i-th output Tensor and ``self.needs_input_grad[i]`` says whether the i-th
-    input's gradient is wanted at all (skip work when it is not).
+    input's gradient is wanted at all (skip work when it is not). The gradients returned are new arrays
+    or views of the grad_outputs: ``Tensor.backward`` hands a fresh gradient array to the leaf's ``.grad``
+    without copying it, so an array the Function keeps for another use must not be returned as is.
     """
 
     inputs: tuple = ()
