@@ -213,9 +213,13 @@ class ConvTranspose2d(Function):
         N, _, H, W_in = x.shape
         x_rows, W_rows = channel_rows(x), W.reshape(C, O * KH * KW)
         out = xp.empty((O,) + self.out_size + (N,), dtype=xp.result_type(x, W))
-        for o0, o1 in _blocks(O, KH * KW * H * W_in * N * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW))):
-            col = gemm(W_rows[:, o0 * KH * KW:o1 * KH * KW].T, x_rows)  # (block*KH*KW, H*W*N)
-            col2im(col, out[o0:o1], KH, KW, SH, SW, PH, PW, H, W_in)
+        blocks = _blocks(O, KH * KW * H * W_in * N * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW)))
+        # one work array for all blocks (the first block is the largest): a fresh one per block costs its
+        # page faults every time (G's 128 -> 64 channel layer: 16.0 -> 14.9 ms)
+        work = xp.empty(((blocks[0][1] - blocks[0][0]) * KH * KW, H * W_in * N), dtype=out.dtype)
+        for o0, o1 in blocks:
+            col = gemm(W_rows[:, o0 * KH * KW:o1 * KH * KW].T, x_rows, out=work[:(o1 - o0) * KH * KW])
+            col2im(col, out[o0:o1], KH, KW, SH, SW, PH, PW, H, W_in)  # col: (block*KH*KW, H*W*N)
         return batch_first(out)
 
     def backward(self, gy):
