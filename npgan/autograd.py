@@ -274,8 +274,20 @@ class Tensor:
                     leaf.grad = Tensor(g.data.copy())  # a kept graph may still hold its arrays
                 else:
                     leaf.grad = Tensor(_exclusive(g.data, claimed))
+            elif create_graph:
+                leaf.grad = leaf.grad + g
+            elif _can_add_in_place(leaf.grad, g.data):
+                leaf.grad.data += g.data  # as PyTorch's first-order accumulation: no new array, no fresh pages
             else:
-                leaf.grad = leaf.grad + g if create_graph else Tensor(leaf.grad.data + g.data)
+                leaf.grad = Tensor(leaf.grad.data + g.data)
+
+
+def _can_add_in_place(grad: Tensor, g) -> bool:
+    """Whether ``grad += g`` keeps the result of ``grad + g``: ``grad`` is a plain, writable array (not an
+    output of a recorded graph) of the same shape and dtype as the sum."""
+    a = grad.data
+    return (grad.creator is None and not grad.requires_grad and getattr(a.flags, "writeable", True)
+            and a.shape == g.shape and a.dtype == g.dtype)
 
 
 def _memory_root(array):

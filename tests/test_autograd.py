@@ -117,6 +117,37 @@ def test_two_backward_calls_accumulate_into_grad():
     np.testing.assert_allclose(x.grad.numpy(), [2.0 + 2.0, 2.0 + 4.0], **TOL)
 
 
+def test_a_second_backward_adds_into_the_same_grad_array():
+    x = leaf([1.0, 2.0])
+    (x * 2.0).sum().backward()
+    first = x.grad.data
+    (x * x).sum().backward()
+    assert x.grad.data is first  # in place, as PyTorch: no new array for each accumulation
+    np.testing.assert_allclose(first, [4.0, 6.0], **TOL)
+
+
+def test_accumulating_into_a_graph_made_grad_leaves_that_graph_alone():
+    x = leaf([1.0, 2.0])
+    (x * x).sum().backward(create_graph=True)  # x.grad = 2x, a tensor of a recorded graph
+    graph_grad = x.grad
+    (x * 3.0).sum().backward()
+    assert x.grad is not graph_grad
+    np.testing.assert_allclose(graph_grad.numpy(), [2.0, 4.0], **TOL)
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 7.0], **TOL)
+
+
+def test_accumulating_into_a_read_only_or_other_dtype_grad_makes_a_new_array():
+    x = leaf([1.0, 2.0])
+    x.grad = npgan.Tensor(np.broadcast_to(np.float64(1.0), (2,)))  # read-only
+    (x * 2.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0], **TOL)
+    y = npgan.tensor([1.0, 2.0], requires_grad=True)  # float32
+    y.grad = npgan.Tensor(np.array([0.5, 0.5]))  # float64: the sum is float64, as without accumulation
+    (y * 2.0).sum().backward()
+    assert y.grad.dtype == np.float64
+    np.testing.assert_allclose(y.grad.numpy(), [2.5, 2.5])
+
+
 def test_backward_twice_through_the_same_graph_without_retain_graph_raises():
     x = leaf([1.0, 2.0])
     y = (x.exp() * x).sum()
