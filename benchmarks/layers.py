@@ -56,6 +56,7 @@ def layer_callables(layer, first, randn, functional):
     gy = randn(*layer["out_shape"])
 
     def forward_backward():
+        x.grad = w.grad = None  # as after zero_grad() in training: each backward makes fresh gradients
         op().backward(gy)
 
     return op, forward_backward
