@@ -286,7 +286,7 @@ def _can_add_in_place(grad: Tensor, g) -> bool:
     """Whether ``grad += g`` keeps the result of ``grad + g``: ``grad`` is a plain, writable array (not an
     output of a recorded graph) of the same shape and dtype as the sum."""
     a = grad.data
-    return (grad.creator is None and not grad.requires_grad and getattr(a.flags, "writeable", True)
+    return (grad.is_leaf and not grad.requires_grad and getattr(a.flags, "writeable", True)
             and a.shape == g.shape and a.dtype == g.dtype)
 
 
