@@ -132,7 +132,6 @@ class Tensor:
         self.grad: Tensor | None = None
         self.creator: Function | None = None
         self.output_index = 0
-        self.generation = 0
         self.name: str | None = None
         self.requires_grad = False
         if requires_grad:
@@ -152,10 +151,6 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def size(self) -> int:
-        return self.data.size
-
-    @property
     def device(self) -> str:
         return backend.device_of(self.data)
 
@@ -166,7 +161,25 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def size(self, dim: int | None = None):
+        """The shape, as PyTorch's ``Tensor.size()``; ``size(dim)`` is the length of one dimension.
+
+        NumPy's ``array.size`` means the number of elements instead: for that, use ``numel()``.
+
+        >>> npgan.zeros(2, 3).size(), npgan.zeros(2, 3).size(-1)
+        ((2, 3), 3)
+        """
+        if dim is None:
+            return self.shape
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"size(dim): dim must be an int, got {type(dim).__name__}")
+        if not -self.ndim <= dim < self.ndim:
+            raise IndexError(f"size(dim): dim {dim} is out of range for a tensor of {self.ndim} dimensions "
+                             f"(shape {self.shape}); expected -{self.ndim} <= dim < {self.ndim}")
+        return self.shape[dim]
+
     def numel(self) -> int:
+        """The number of elements (NumPy's ``array.size``): ``npgan.zeros(2, 3).numel() == 6``."""
         return int(self.data.size)
 
     def dim(self) -> int:
@@ -364,11 +377,10 @@ class Function:
         if _grad_enabled and any(t.requires_grad for t in tensors):
             self.inputs = tuple(tensors)
             self.needs_input_grad = tuple(t.requires_grad for t in tensors)
-            self.generation = max(t.generation for t in tensors)
             self._outputs = [weakref.ref(r) for r in results]
             self._output_meta = [(y.shape, y.dtype) for y in outputs]
             for index, r in enumerate(results):
-                r.creator, r.output_index, r.generation = self, index, self.generation + 1
+                r.creator, r.output_index = self, index
                 r.requires_grad = backend.is_floating(r.dtype)
         return results[0] if single else tuple(results)
 
@@ -412,7 +424,9 @@ def _check_same_device(tensors, op_name):
 def _topological_order(roots):
     """Functions reachable from ``roots`` with every function after the creators of its inputs.
 
-    An iterative depth-first post-order: no recursion, so a 50,000-op chain is fine.
+    An iterative depth-first post-order: no recursion, so a 50,000-op chain is fine. (Chainer and DeZero
+    instead number each node with a "generation", one more than its inputs', and pop functions from a heap
+    by it; a post-order of the reachable functions gives a valid order without storing any number.)
     """
     order, visited = [], set()
     stack = [(f, False) for f in reversed(roots)]

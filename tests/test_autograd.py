@@ -18,6 +18,25 @@ def leaf(values):
 # -- Tensor attributes and conversions -----------------------------------------------------------------
 
 
+def test_size_is_pytorchs_method_returning_the_shape_and_numel_counts_elements():
+    t = npgan.zeros(2, 3, 4)
+    assert t.size() == (2, 3, 4) == t.shape
+    assert t.size(0) == 2 and t.size(-1) == 4 and t.size(1) == 3
+    assert t.numel() == 24 == t.data.size  # NumPy's array.size is the element count
+    assert npgan.tensor(5.0).size() == () and npgan.tensor(5.0).numel() == 1
+
+
+def test_size_rejects_a_dimension_out_of_range_or_not_an_int():
+    t = npgan.zeros(2, 3)
+    with pytest.raises(IndexError, match="dim 2 is out of range.*2 dimensions"):
+        t.size(2)
+    with pytest.raises(IndexError, match="dim -3"):
+        t.size(-3)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        t.size(1.0)
+
+
+
 def test_tensor_exposes_data_grad_requires_grad_shape_dtype_ndim_device(device, xp):
     t = npgan.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True, device=device)
     assert isinstance(t.data, xp.ndarray)

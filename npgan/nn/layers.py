@@ -263,7 +263,7 @@ class _BatchNorm(Module):
                 f"{self._describe()} expected input with {self.num_features} features, shape "
                 f"{self._layout.format(C=self.num_features)}, got {_shape_text(x.shape)}"
             )
-        if self.training and x.size // x.shape[1] < 2:
+        if self.training and x.numel() // x.shape[1] < 2:
             raise ValueError(
                 f"{self._describe()} needs more than 1 value per channel when training, got input "
                 f"{_shape_text(x.shape)}; use a batch of 2 or more, or eval()"

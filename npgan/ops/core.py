@@ -460,7 +460,7 @@ def _target_shape(size, shape, old_shape):
 def reshape(x, *shape) -> Tensor:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    shape = _target_shape(x.size, shape, x.shape)
+    shape = _target_shape(x.numel(), shape, x.shape)
     if shape == x.shape:
         return x
     return Reshape(shape)(x)

@@ -132,7 +132,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         if t is not None and tuple(t.shape) != (channels,):
             raise ValueError(f"batch_norm: {name} must have shape ({channels},) for input {x.shape}, got {t.shape}")
     shape = _channel_shape(x)
-    count = x.size // channels
+    count = x.numel() // channels
     if training:
         if count < 2:
             raise ValueError(f"batch_norm: need more than 1 value per channel when training, got input {x.shape}")
