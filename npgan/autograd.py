@@ -273,6 +273,8 @@ class Tensor:
         from npgan.functional import copy  # noqa: PLC0415
 
         grads = run_backward([self], [grad], retain_graph or create_graph, create_graph, inputs=None)
+        # The rule is just ``leaf.grad = g if leaf.grad is None else leaf.grad + g`` (npgan.reference.backward,
+        # the textbook version); what follows is an optimisation of it that avoids copies and new arrays.
         # Each .grad gets memory of its own, safe to update in place (optimizers, gradient clipping): a
         # gradient may be shared by several leaves (add passes gy to both operands), be a read-only
         # broadcast view, or be the caller's ``grad``. A gradient no one else can see (a backward's fresh
@@ -360,6 +362,19 @@ class Function:
     input's gradient is wanted at all (skip work when it is not). The gradients returned are new arrays
     or views of the grad_outputs: ``Tensor.backward`` hands a fresh gradient array to the leaf's ``.grad``
     without copying it, so an array the Function keeps for another use must not be returned as is.
+
+    The one exception to "backward is written with Tensor ops": fused ops on the hot path of every step
+    may compute their gradient on raw arrays when no graph of the gradient is being recorded
+    (``is_grad_enabled()`` is False inside backward unless ``create_graph=True``), and must then give the
+    same formulas in Tensor ops when it is. Training-mode batch norm (``BatchNorm`` in ``ops/norm.py``)
+    does so; ``npgan.reference.batch_norm_train`` is its plain composed version, and tests prove the
+    three equal, second derivatives included.
+
+    >>> class Square(Function):
+    ...     def forward(self, x): return x * x
+    ...     def backward(self, gy): return 2.0 * self.inputs[0] * gy   # d/dx x^2 = 2x
+    >>> Square()(npgan.tensor([3.0], requires_grad=True))
+    tensor([9.], dtype=float32, grad_fn=Square)
     """
 
     inputs: tuple = ()

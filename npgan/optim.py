@@ -253,6 +253,11 @@ class Adam(Optimizer):
         g = grad + weight_decay * p
         m = beta1 * m + (1 - beta1) * g          v = beta2 * v + (1 - beta2) * g^2
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    The step below is an optimisation of the paper's four lines (``npgan.reference.adam_step``, proven
+    equal by tests): in place, in cache-sized blocks, with sqrt(1 - beta2^t) moved out of the denominator.
+
+    >>> opt = Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)); loss.backward(); opt.step()
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):

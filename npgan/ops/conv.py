@@ -7,14 +7,14 @@ Notation (once, for the whole file):
 
 How a convolution becomes one matrix product (im2col):
     col[(c, kh, kw), (oh, ow, n)] = x_padded[n, c, oh*SH + kh, ow*SW + kw]      shape (C*KH*KW, OH*OW*N)
-    y[o, (oh, ow, n)] = sum_(c,kh,kw) W[o, (c, kh, kw)] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
+    y[o, (oh, ow, n)] = sum_(c,kh,kw) weight[o, (c, kh, kw)] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
 The reverse, col2im, adds every column entry back to the pixel it came from (see ``col2im``).
 
 The three ops are each other's gradients (Chainer's pattern), and each is a differentiable Function:
-    conv2d(x, W)            d/dx -> conv_transpose2d(gy, W)     d/dW -> conv2d_grad_weight(x, gy)
-    conv_transpose2d(x, W)  d/dx -> conv2d(gy, W)               d/dW -> conv2d_grad_weight(gy, x)
-    conv2d_grad_weight(x, gy) with upstream gradient gW:
-                            d/dx -> conv_transpose2d(gy, gW)    d/dgy -> conv2d(x, gW)
+    conv2d(x, weight)            d/dx -> conv_transpose2d(gy, weight)   d/dweight -> conv2d_grad_weight(x, gy)
+    conv_transpose2d(x, weight)  d/dx -> conv2d(gy, weight)             d/dweight -> conv2d_grad_weight(gy, x)
+    conv2d_grad_weight(x, gy) with upstream gradient ggw:
+                                 d/dx -> conv_transpose2d(gy, ggw)      d/dgy -> conv2d(x, ggw)
 so second derivatives through convolutions (WGAN-GP's penalty) need no extra code.
 
 Memory layout: activations are stored batch-last, (C, H, W, N) in memory, and handed out as (N, C, H, W)
@@ -105,7 +105,8 @@ def pad_input(x, PH, PW):
 def im2col(padded, KH, KW, SH, SW, OW, rows):
     """The windows of output rows ``rows = (a, b)`` -> col (C*KH*KW, (b - a)*OW*N): a strided view, copied once.
 
-    ``padded`` is the batch-last padded input from ``pad_input``.
+    ``padded`` is the batch-last padded input from ``pad_input``. An optimisation of the textbook
+    ``npgan.reference.im2col`` (one strided slice per tap), which the tests prove equal to it.
     """
     a, b = rows
     C, _, _, N = padded.shape
@@ -121,6 +122,7 @@ def col2im(col, out, KH, KW, SH, SW, PH, PW, H, W):
     one phase oh % SH = r, oh = r + SH*m, get the taps kh with (kh - PH - r) % SH == 0, each one a shifted
     copy of an input plane: m = ih + (kh - PH - r) // SH. So every phase is a sum of shifted slices, written
     into the strided view out[:, r::SH, q::SW] (no scatter, no atomics: it runs unchanged on CuPy).
+    An optimisation of the textbook ``npgan.reference.col2im`` (add each tap's slice), proven equal by tests.
     """
     C, OH, OW, N = out.shape
     col = col.reshape(C, KH, KW, H, W, N)
@@ -172,7 +174,7 @@ def _sum_pieces(target, pieces):
 
 
 class Conv2d(Function):
-    """y = conv2d(x, W): x (N, C, H, W), W (O, C, KH, KW) -> y (N, O, OH, OW).
+    """y = conv2d(x, weight): x (N, C, H, W), weight (O, C, KH, KW) -> y (N, O, OH, OW).
 
     y is computed in blocks of output rows: im2col of a block, then its GEMM straight into y's columns.
     The im2col matrix is not kept for the weight gradient (backward rebuilds it: one more copy, much less
@@ -184,35 +186,35 @@ class Conv2d(Function):
         self.stride, self.padding, self.keep_col = stride, padding, keep_col
         self.col = None
 
-    def forward(self, x, W):
-        xp = xp_of(x, W)
+    def forward(self, x, weight):
+        xp = xp_of(x, weight)
         (SH, SW), (PH, PW) = self.stride, self.padding
-        O, C, KH, KW = W.shape
-        N, _, H, W_in = x.shape
-        OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W_in, KW, SW, PW)
+        O, C, KH, KW = weight.shape
+        N, _, H, W = x.shape
+        OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
         padded = pad_input(x, PH, PW)
-        W_rows = W.reshape(O, C * KH * KW)
+        weight_rows = weight.reshape(O, C * KH * KW)
         if self.keep_col:
             self.col = im2col(padded, KH, KW, SH, SW, OW, (0, OH))
-            y = gemm(W_rows, self.col)
+            y = gemm(weight_rows, self.col)
         else:
-            y = xp.empty((O, OH * OW * N), dtype=xp.result_type(x, W))  # columns (oh, ow, n)
+            y = xp.empty((O, OH * OW * N), dtype=xp.result_type(x, weight))  # columns (oh, ow, n)
             for a, b in _blocks(OH, C * KH * KW * OW * N * x.itemsize, -(-MIN_GEMM_COLS // (OW * N))):
-                gemm(W_rows, im2col(padded, KH, KW, SH, SW, OW, (a, b)), out=y[:, a * OW * N:b * OW * N])
+                gemm(weight_rows, im2col(padded, KH, KW, SH, SW, OW, (a, b)), out=y[:, a * OW * N:b * OW * N])
         return batch_first(y.reshape(O, OH, OW, N))
 
     def backward(self, gy):
-        x, W = self.inputs
-        gx = gW = None
+        x, weight = self.inputs
+        gx = gw = None
         if self.needs_input_grad[0]:
-            gx = ConvTranspose2d(self.stride, self.padding, x.shape[2:])(gy, W)
+            gx = ConvTranspose2d(self.stride, self.padding, x.shape[2:])(gy, weight)
         if self.needs_input_grad[1]:
-            gW = Conv2dGradWeight(W.shape[2:], self.stride, self.padding)(x, gy)
-        return gx, gW
+            gw = Conv2dGradWeight(weight.shape[2:], self.stride, self.padding)(x, gy)
+        return gx, gw
 
 
 class ConvTranspose2d(Function):
-    """y = conv_transpose2d(x, W): x (N, C, H, W), W (C, O, KH, KW) -> y (N, O, *out_size).
+    """y = conv_transpose2d(x, weight): x (N, C, H, W), weight (C, O, KH, KW) -> y (N, O, *out_size).
 
     The adjoint of conv2d: the GEMM spreads each input pixel over a KH x KW window (col2im adds them),
     in blocks of output channels.
@@ -221,39 +223,39 @@ class ConvTranspose2d(Function):
     def __init__(self, stride, padding, out_size):
         self.stride, self.padding, self.out_size = stride, padding, tuple(out_size)
 
-    def forward(self, x, W):
-        xp = xp_of(x, W)
+    def forward(self, x, weight):
+        xp = xp_of(x, weight)
         (SH, SW), (PH, PW) = self.stride, self.padding
-        C, O, KH, KW = W.shape
-        N, _, H, W_in = x.shape
-        x_rows, W_rows = channel_rows(x), W.reshape(C, O * KH * KW)
-        out = xp.empty((O,) + self.out_size + (N,), dtype=xp.result_type(x, W))
-        blocks = _blocks(O, KH * KW * H * W_in * N * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW)))
+        C, O, KH, KW = weight.shape
+        N, _, H, W = x.shape
+        x_rows, weight_rows = channel_rows(x), weight.reshape(C, O * KH * KW)
+        out = xp.empty((O,) + self.out_size + (N,), dtype=xp.result_type(x, weight))
+        blocks = _blocks(O, KH * KW * H * W * N * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW)))
         # one work array for all blocks (the first block is the largest): a fresh one per block costs its
         # page faults every time (G's 128 -> 64 channel layer: 16.0 -> 14.9 ms)
-        work = xp.empty(((blocks[0][1] - blocks[0][0]) * KH * KW, H * W_in * N), dtype=out.dtype)
+        work = xp.empty(((blocks[0][1] - blocks[0][0]) * KH * KW, H * W * N), dtype=out.dtype)
         for o0, o1 in blocks:
-            col = gemm(W_rows[:, o0 * KH * KW:o1 * KH * KW].T, x_rows, out=work[:(o1 - o0) * KH * KW])
-            col2im(col, out[o0:o1], KH, KW, SH, SW, PH, PW, H, W_in)  # col: (block*KH*KW, H*W*N)
+            col = gemm(weight_rows[:, o0 * KH * KW:o1 * KH * KW].T, x_rows, out=work[:(o1 - o0) * KH * KW])
+            col2im(col, out[o0:o1], KH, KW, SH, SW, PH, PW, H, W)  # col: (block*KH*KW, H*W*N)
         return batch_first(out)
 
     def backward(self, gy):
-        x, W = self.inputs
-        gx = gW = None
+        x, weight = self.inputs
+        gx = gw = None
         col = None
         if self.needs_input_grad[0]:
             conv = Conv2d(self.stride, self.padding, keep_col=self.needs_input_grad[1])
-            gx = conv(gy, W)
+            gx = conv(gy, weight)
             col, conv.col = conv.col, None  # im2col(gy), needed again by the weight gradient
         if self.needs_input_grad[1]:
-            gW = Conv2dGradWeight(W.shape[2:], self.stride, self.padding, col=col)(gy, x)
-        return gx, gW
+            gw = Conv2dGradWeight(weight.shape[2:], self.stride, self.padding, col=col)(gy, x)
+        return gx, gw
 
 
 class Conv2dGradWeight(Function):
-    """gW = conv2d_grad_weight(x, gy): the gradient of conv2d(x, W) with respect to W.
+    """gw = conv2d_grad_weight(x, gy): the gradient of conv2d(x, weight) with respect to weight.
 
-    gW[o, (c, kh, kw)] = sum_(oh, ow, n) gy[n, o, oh, ow] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
+    gw[o, (c, kh, kw)] = sum_(oh, ow, n) gy[n, o, oh, ow] * col[(c, kh, kw), (oh, ow, n)]    one GEMM
     per block of input channels (or one with a given ``col``).
     """
 
@@ -268,19 +270,19 @@ class Conv2dGradWeight(Function):
         col, self.col = self.col, None  # a shared buffer is not needed after this
         if col is not None:
             return gemm(gy_rows, col.T).reshape(O, C, KH, KW)
-        gW = xp.empty((O, C * KH * KW), dtype=xp.result_type(x, gy))
+        gw = xp.empty((O, C * KH * KW), dtype=xp.result_type(x, gy))
         for c0, c1 in _blocks(C, KH * KW * OH * OW * x.shape[0] * x.itemsize, -(-MIN_GEMM_ROWS // (KH * KW))):
             padded = pad_input(x[:, c0:c1], PH, PW)
-            gemm(gy_rows, im2col(padded, KH, KW, SH, SW, OW, (0, OH)).T, out=gW[:, c0 * KH * KW:c1 * KH * KW])
-        return gW.reshape(O, C, KH, KW)
+            gemm(gy_rows, im2col(padded, KH, KW, SH, SW, OW, (0, OH)).T, out=gw[:, c0 * KH * KW:c1 * KH * KW])
+        return gw.reshape(O, C, KH, KW)
 
-    def backward(self, ggW):
+    def backward(self, ggw):
         x, gy = self.inputs
         gx = ggy = None
         if self.needs_input_grad[0]:
-            gx = ConvTranspose2d(self.stride, self.padding, x.shape[2:])(gy, ggW)
+            gx = ConvTranspose2d(self.stride, self.padding, x.shape[2:])(gy, ggw)
         if self.needs_input_grad[1]:
-            ggy = Conv2d(self.stride, self.padding)(x, ggW)
+            ggy = Conv2d(self.stride, self.padding)(x, ggw)
         return gx, ggy
 
 
@@ -352,30 +354,30 @@ def conv2d_grad_weight(x, gy, kernel_size, stride=1, padding=0) -> Tensor:
 
 
 class Linear(Function):
-    """y = x W^T + b for x (N, in), W (out, in), b (out,): one GEMM, the bias added in place.
+    """y = x weight^T + b for x (N, in), weight (out, in), b (out,): one GEMM, the bias added in place.
 
-    Backward, with Tensor ops (so it differentiates again): gx = gy W, gW = gy^T x, gb = sum_n gy.
-    gW = gy^T x comes out (out, in) and contiguous like W, so the optimizer reads it at full speed.
+    Backward, with Tensor ops (so it differentiates again): gx = gy weight, gw = gy^T x, gb = sum_n gy.
+    gw = gy^T x comes out (out, in) and contiguous like weight, so the optimizer reads it at full speed.
     """
 
-    def forward(self, x, W, b=None):
-        y = gemm(x, W.T)
+    def forward(self, x, weight, b=None):
+        y = gemm(x, weight.T)
         if b is not None:
             y += b
         return y
 
     def backward(self, gy):
-        x, W = self.inputs[:2]
-        gx = matmul(gy, W) if self.needs_input_grad[0] else None
-        gW = matmul(transpose(gy), x) if self.needs_input_grad[1] else None
+        x, weight = self.inputs[:2]
+        gx = matmul(gy, weight) if self.needs_input_grad[0] else None
+        gw = matmul(transpose(gy), x) if self.needs_input_grad[1] else None
         if len(self.inputs) == 2:
-            return gx, gW
+            return gx, gw
         gb = sum_(gy, 0) if self.needs_input_grad[2] else None
-        return gx, gW, gb
+        return gx, gw, gb
 
 
 def linear(x, weight, bias=None) -> Tensor:
-    """y = x W^T + b, with weight (out_features, in_features) as PyTorch."""
+    """y = x weight^T + b, with weight (out_features, in_features) as PyTorch."""
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {weight.shape}")
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:

@@ -49,6 +49,9 @@ class BatchNorm(Function):
     When no graph of the gradient is recorded (plain ``backward()``) these run on raw arrays, a handful of
     passes; under ``create_graph=True`` the same formulas are written with Tensor ops of x, so they can be
     differentiated again. ``running_mean`` / ``running_var`` (arrays or None) are updated in place.
+    This fused op is an optimisation of ``npgan.reference.batch_norm_train`` (batch norm composed of Tensor
+    ops, differentiated by the engine); the tests prove both backwards equal to it (``Function`` explains
+    the exception to the rule that backwards use Tensor ops).
     """
 
     def __init__(self, eps, running_mean=None, running_var=None, momentum=0.1):
