@@ -16,8 +16,9 @@ import numpy as np
 
 from npgan import backend
 from npgan.checkpoint import atomic_write
+from npgan.graphviz import graph  # the computation graph behind a tensor, as Graphviz DOT (npgan/graphviz.py)
 
-__all__ = ["make_grid", "plot_losses", "save_gif", "save_grid", "save_images", "scatter_2d", "to_uint8"]
+__all__ = ["graph", "make_grid", "plot_losses", "save_gif", "save_grid", "save_images", "scatter_2d", "to_uint8"]
 
 
 def _to_host(x, what="images"):
