@@ -20,6 +20,11 @@ _grad_enabled = True
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record a graph now (False inside ``no_grad()`` and inside a backward without ``create_graph``).
+
+    >>> with npgan.no_grad(): npgan.is_grad_enabled()
+    False
+    """
     return _grad_enabled
 
 
@@ -76,6 +81,12 @@ class no_grad(_GradMode):
 
 
 class enable_grad(_GradMode):
+    """``with npgan.enable_grad():`` records a graph inside its block even within ``no_grad()``.
+
+    >>> with npgan.no_grad(), npgan.enable_grad(): npgan.is_grad_enabled()
+    True
+    """
+
     def __init__(self):
         super().__init__(True)
 
@@ -120,7 +131,14 @@ def _has_non_number(seq) -> bool:
 
 
 class Tensor:
-    """An array with an optional gradient. ``.data`` is the raw NumPy or CuPy array."""
+    """An array with an optional gradient. ``.data`` is the raw NumPy or CuPy array, any shape.
+
+    ``.grad`` holds d(output)/d(self) after ``output.backward()`` (same shape), ``.creator`` the Function that
+    made it (None for a leaf). Make one with ``npgan.tensor``, ``npgan.randn`` and friends.
+
+    >>> x = npgan.tensor([1.0, 2.0], requires_grad=True); (x * x).sum().backward(); x.grad
+    tensor([2., 4.], dtype=float32)
+    """
 
     __array_ufunc__ = None  # make ``ndarray * Tensor`` defer to Tensor.__rmul__
     __array_priority__ = 1000
@@ -140,22 +158,35 @@ class Tensor:
     # -- attributes ------------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """The shape, a tuple of ints (NumPy's and PyTorch's ``shape``); ``size()`` returns it too.
+
+        >>> npgan.zeros(2, 3).shape
+        (2, 3)
+        """
         return self.data.shape
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions: ``npgan.zeros(2, 3).ndim == 2``."""
         return self.data.ndim
 
     @property
     def dtype(self):
+        """The NumPy dtype of the data (float32 unless asked otherwise): ``npgan.zeros(2).dtype == numpy.float32``."""
         return self.data.dtype
 
     @property
     def device(self) -> str:
+        """``'cpu'`` for a NumPy array, ``'cuda'`` for a CuPy one: ``npgan.zeros(2).device == 'cpu'``."""
         return backend.device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor no recorded op created (data, parameters); backward() fills the ``.grad`` of leaves.
+
+        >>> npgan.ones(2, requires_grad=True).is_leaf, (npgan.ones(2, requires_grad=True) * 2.0).is_leaf
+        (True, False)
+        """
         return self.creator is None
 
     def __len__(self) -> int:
@@ -183,9 +214,15 @@ class Tensor:
         return int(self.data.size)
 
     def dim(self) -> int:
+        """The number of dimensions (PyTorch's name for ``ndim``): ``npgan.zeros(2, 3).dim() == 2``."""
         return self.data.ndim
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Mark (or unmark) this tensor as wanting a gradient, in place; floating-point tensors only. Returns self.
+
+        >>> npgan.zeros(3).requires_grad_().requires_grad
+        True
+        """
         if requires_grad and not backend.is_floating(self.dtype):
             raise TypeError(f"only floating-point tensors can require gradients, not {self.dtype}")
         self.requires_grad = bool(requires_grad)
@@ -208,11 +245,13 @@ class Tensor:
         return backend.asnumpy(self.data)
 
     def item(self):
+        """The single element as a Python number (forces a GPU sync): ``npgan.tensor([2.5]).item() == 2.5``."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.reshape(()).item()
 
     def tolist(self):
+        """The data as nested Python lists: ``npgan.tensor([1.0, 2.0]).tolist() == [1.0, 2.0]``."""
         return self.numpy().tolist()
 
     def __float__(self):
@@ -238,15 +277,19 @@ class Tensor:
         return out
 
     def cpu(self) -> Tensor:
+        """This tensor on the CPU (itself when it is there already): ``t.cpu().device == 'cpu'``."""
         return self.to("cpu")
 
     def cuda(self) -> Tensor:
+        """This tensor on the GPU (needs CuPy and a GPU; a clear error says what to install otherwise)."""
         return self.to("cuda")
 
     def float(self) -> Tensor:
+        """This tensor as float32, differentiable: ``npgan.zeros(2, dtype="float64").float().dtype`` is float32."""
         return self.to(dtype="float32")
 
     def double(self) -> Tensor:
+        """This tensor as float64 (for gradient checks), differentiable: ``npgan.zeros(2).double().dtype``."""
         return self.to(dtype="float64")
 
     def detach(self) -> Tensor:
@@ -254,11 +297,13 @@ class Tensor:
         return Tensor(self.data)
 
     def clone(self) -> Tensor:
+        """A copy with memory of its own that stays in the graph (gradients flow back): ``y = x.clone()``."""
         from npgan import functional as F  # noqa: PLC0415
 
         return F.copy(self)
 
     def zero_(self) -> Tensor:
+        """Set every element to 0 in place (not recorded in the graph); returns self: ``t.zero_()``."""
         self.data[...] = 0
         return self
 
@@ -400,15 +445,18 @@ class Function:
         return results[0] if single else tuple(results)
 
     def output(self, index: int = 0) -> Tensor:
+        """The ``index``-th output Tensor of this call (held weakly; an error if it was freed before backward)."""
         out = self._outputs[index]()
         if out is None:
             raise RuntimeError(f"{type(self).__name__}: its output was freed before backward")
         return out
 
     def forward(self, *arrays):
+        """The op on raw arrays: ``forward(*arrays) -> array`` (or a tuple of arrays). Subclasses define it."""
         raise NotImplementedError
 
     def backward(self, *grad_outputs):
+        """Gradients of the inputs from those of the outputs, with Tensor ops: one Tensor (or None) per input."""
         raise NotImplementedError(f"{type(self).__name__} is not differentiable")
 
     def _release(self) -> None:
@@ -621,14 +669,29 @@ def _filled(fill, shape, dtype, device, requires_grad):
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of zeros of ``shape`` (ints or one tuple), float32 unless ``dtype`` says otherwise.
+
+    >>> npgan.zeros(2, 3).shape, npgan.zeros((2, 3), dtype="float64").dtype
+    ((2, 3), dtype('float64'))
+    """
     return _filled(0, shape, dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of ones of ``shape`` (ints or one tuple), float32 unless ``dtype`` says otherwise.
+
+    >>> npgan.ones(2)
+    tensor([1., 1.], dtype=float32)
+    """
     return _filled(1, shape, dtype, device, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of ``shape`` (a tuple) filled with ``fill_value``.
+
+    >>> npgan.full((2,), 0.9)
+    tensor([0.9, 0.9], dtype=float32)
+    """
     return _filled(fill_value, shape, dtype, device, requires_grad)
 
 
@@ -651,16 +714,20 @@ def _like(fn, t: Tensor, dtype, device, requires_grad):
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Zeros with the shape, dtype and device of ``t`` (unless given): ``npgan.zeros_like(x)``."""
     return _like(zeros, t, dtype, device, requires_grad)
 
 
 def ones_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Ones with the shape, dtype and device of ``t`` (unless given): ``npgan.ones_like(x)``."""
     return _like(ones, t, dtype, device, requires_grad)
 
 
 def randn_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Standard normal samples with the shape, dtype and device of ``t``: ``npgan.randn_like(x)``."""
     return _like(randn, t, dtype, device, requires_grad)
 
 
 def rand_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform samples in [0, 1) with the shape, dtype and device of ``t``: ``npgan.rand_like(x)``."""
     return _like(rand, t, dtype, device, requires_grad)

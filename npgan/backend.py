@@ -160,10 +160,15 @@ def host_rng() -> numpy.random.Generator:
 
 
 def get_rng_state() -> dict:
+    """The state of npgan's host random generator (a dict of plain numbers), for checkpoints.
+
+    >>> state = npgan.get_rng_state(); a = npgan.randn(2); npgan.set_rng_state(state); b = npgan.randn(2)
+    """
     return _host_rng.bit_generator.state
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore a state from ``get_rng_state``: the same random numbers follow as after it was taken."""
     _host_rng.bit_generator.state = state
 
 

@@ -85,7 +85,11 @@ def _reset_weight_and_bias(weight: Parameter, bias: Parameter | None) -> None:
 
 
 class Linear(Module):
-    """y = x W^T + b; weight (out_features, in_features), input (..., in_features)."""
+    """y = x W^T + b; weight (out_features, in_features), input (..., in_features).
+
+    >>> nn.Linear(2, 3)(npgan.zeros(4, 2)).shape
+    (4, 3)
+    """
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
@@ -96,13 +100,16 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """PyTorch's default initialisation: weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features))."""
         _reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, x):
+        """x (..., in_features) -> (..., out_features)."""
         _check_features(self, x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
+        """``in_features=2, out_features=3, bias=True``."""
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
@@ -110,6 +117,9 @@ class Maxout(Module):
     """Goodfellow et al. 2013: ``pieces`` linear maps per output unit, keep the largest.
 
     y[..., j] = max_k (x W^T + b)[..., j * pieces + k]; weight (out_features * pieces, in_features).
+
+    >>> nn.Maxout(2, 3, pieces=5)(npgan.zeros(4, 2)).shape
+    (4, 3)
     """
 
     def __init__(self, in_features, out_features, pieces):
@@ -120,11 +130,13 @@ class Maxout(Module):
         self.in_features = self.linear.in_features
 
     def forward(self, x):
+        """x (..., in_features) -> (..., out_features): the largest of each unit's ``pieces`` linear maps."""
         _check_features(self, x, self.in_features)
         y = self.linear(x)
         return y.reshape(tuple(x.shape[:-1]) + (self.out_features, self.pieces)).max(axis=-1)
 
     def extra_repr(self) -> str:
+        """``in_features=..., out_features=..., pieces=...``."""
         return f"in_features={self.in_features}, out_features={self.out_features}, pieces={self.pieces}"
 
 
@@ -166,7 +178,11 @@ class _ConvNd(Module):
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution: weight (out_channels, in_channels, KH, KW), input (N, in_channels, H, W)."""
+    """2-D convolution: weight (out_channels, in_channels, KH, KW), input (N, in_channels, H, W).
+
+    >>> nn.Conv2d(1, 8, 4, stride=2, padding=1)(npgan.zeros(2, 1, 28, 28)).shape
+    (2, 8, 14, 14)
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
@@ -176,6 +192,7 @@ class Conv2d(_ConvNd):
         self.reset_parameters()
 
     def forward(self, x):
+        """x (N, in_channels, H, W) -> (N, out_channels, OH, OW), OH = (H + 2 padding - kernel) // stride + 1."""
         self._check_input(x)
         out = tuple((x.shape[2 + i] + 2 * self.padding[i] - self.kernel_size[i]) // self.stride[i] + 1
                     for i in range(2))
@@ -186,7 +203,11 @@ class Conv2d(_ConvNd):
 
 class ConvTranspose2d(_ConvNd):
     """Transposed convolution: weight (in_channels, out_channels, KH, KW) (PyTorch's layout),
-    output size (H - 1) * stride - 2 * padding + kernel_size + output_padding."""
+    output size (H - 1) * stride - 2 * padding + kernel_size + output_padding.
+
+    >>> nn.ConvTranspose2d(8, 1, 4, stride=2, padding=1)(npgan.zeros(2, 8, 14, 14)).shape
+    (2, 1, 28, 28)
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True):
         super().__init__()
@@ -202,6 +223,9 @@ class ConvTranspose2d(_ConvNd):
         self.reset_parameters()
 
     def forward(self, x):
+        """x (N, in_channels, H, W) -> (N, out_channels, OH, OW), OH = (H - 1) stride - 2 padding + kernel
+        + output_padding.
+        """
         self._check_input(x)
         out = tuple((x.shape[2 + i] - 1) * self.stride[i] - 2 * self.padding[i] + self.kernel_size[i]
                     + self.output_padding[i] for i in range(2))
@@ -289,21 +313,33 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation of (N, C) or (N, C, L) inputs over the batch (and length) axes."""
+    """Batch normalisation of (N, C) or (N, C, L) inputs over the batch (and length) axes.
+
+    >>> nn.BatchNorm1d(3)(npgan.randn(8, 3)).shape
+    (8, 3)
+    """
 
     _dims = (2, 3)
     _layout = "(N, {C}) or (N, {C}, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalisation of (N, C, H, W) inputs over the batch and spatial axes."""
+    """Batch normalisation of (N, C, H, W) inputs over the batch and spatial axes.
+
+    >>> nn.BatchNorm2d(3)(npgan.randn(8, 3, 4, 4)).shape
+    (8, 3, 4, 4)
+    """
 
     _dims = (4,)
     _layout = "(N, {C}, H, W)"
 
 
 class LayerNorm(Module):
-    """Normalise each sample over its last dims ``normalized_shape``; weight ones, bias zeros."""
+    """Normalise each sample over its last dims ``normalized_shape``; weight ones, bias zeros.
+
+    >>> nn.LayerNorm(4)(npgan.randn(2, 4)).shape
+    (2, 4)
+    """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
         super().__init__()
@@ -322,11 +358,13 @@ class LayerNorm(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """weight to ones, bias to zeros (when ``elementwise_affine``)."""
         if self.elementwise_affine:
             init.ones_(self.weight)
             init.zeros_(self.bias)
 
     def forward(self, x):
+        """x (..., *normalized_shape) -> the same shape, each sample normalised over its last dims."""
         _check_tensor(self, x)
         k = len(self.normalized_shape)
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
@@ -337,6 +375,7 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
+        """``(8,), eps=1e-05, elementwise_affine=True``."""
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
@@ -355,13 +394,23 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(0, x) elementwise, any shape.
+
+    >>> nn.ReLU()(npgan.tensor([-1.0, 2.0]))
+    tensor([0., 2.], dtype=float32)
+    """
     def forward(self, x):
+        """x -> max(0, x), same shape."""
         _check_tensor(self, x)
         return F.relu(x)
 
 
 class LeakyReLU(_Activation):
-    """max(0, x) + negative_slope * min(0, x)."""
+    """max(0, x) + negative_slope * min(0, x).
+
+    >>> nn.LeakyReLU(0.2)(npgan.tensor([-1.0, 2.0]))
+    tensor([-0.2,  2. ], dtype=float32)
+    """
 
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__(inplace)
@@ -370,27 +419,45 @@ class LeakyReLU(_Activation):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x):
+        """x -> x where x > 0, else negative_slope * x; same shape."""
         _check_tensor(self, x)
         return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self) -> str:
+        """``negative_slope=0.2``."""
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class Tanh(Module):
+    """tanh(x) elementwise, any shape (DCGAN's G ends with it: pixels in [-1, 1]).
+
+    >>> nn.Tanh()(npgan.zeros(2))
+    tensor([0., 0.], dtype=float32)
+    """
     def forward(self, x):
+        """x -> tanh(x), same shape."""
         _check_tensor(self, x)
         return F.tanh(x)
 
 
 class Sigmoid(Module):
+    """1 / (1 + e^-x) elementwise, any shape.
+
+    >>> nn.Sigmoid()(npgan.zeros(2))
+    tensor([0.5, 0.5], dtype=float32)
+    """
     def forward(self, x):
+        """x -> sigmoid(x), same shape."""
         _check_tensor(self, x)
         return F.sigmoid(x)
 
 
 class Dropout(Module):
-    """Zero each element with probability p while training and scale the rest by 1 / (1 - p)."""
+    """Zero each element with probability p while training and scale the rest by 1 / (1 - p).
+
+    >>> nn.Dropout(0.5).eval()(npgan.ones(3))     # the identity in eval mode
+    tensor([1., 1., 1.], dtype=float32)
+    """
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
@@ -400,15 +467,21 @@ class Dropout(Module):
         self.inplace = bool(inplace)
 
     def forward(self, x):
+        """x -> x with elements zeroed (training mode only), same shape."""
         _check_tensor(self, x)
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
+        """``p=0.5, inplace=False``."""
         return f"p={self.p}, inplace={self.inplace}"
 
 
 class Embedding(Module):
-    """A lookup table: integer indices of any shape -> rows of weight (num_embeddings, embedding_dim) ~ N(0, 1)."""
+    """A lookup table: integer indices of any shape -> rows of weight (num_embeddings, embedding_dim) ~ N(0, 1).
+
+    >>> nn.Embedding(10, 4)(npgan.tensor([1, 7])).shape
+    (2, 4)
+    """
 
     def __init__(self, num_embeddings, embedding_dim):
         super().__init__()
@@ -418,9 +491,11 @@ class Embedding(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """weight ~ N(0, 1), as PyTorch."""
         init.normal_(self.weight)
 
     def forward(self, indices):
+        """integer indices (any shape) -> (*indices.shape, embedding_dim)."""
         if isinstance(indices, (list, tuple)) or isinstance(indices, numbers.Integral):
             indices = as_tensor(indices)
         array = indices.data if isinstance(indices, Tensor) else indices
@@ -435,11 +510,16 @@ class Embedding(Module):
         return F.embedding(array, self.weight)
 
     def extra_repr(self) -> str:
+        """``num_embeddings, embedding_dim``."""
         return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
 class Flatten(Module):
-    """Merge dims ``start_dim`` .. ``end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default."""
+    """Merge dims ``start_dim`` .. ``end_dim`` into one: (N, C, H, W) -> (N, C*H*W) by default.
+
+    >>> nn.Flatten()(npgan.zeros(2, 3, 4, 4)).shape
+    (2, 48)
+    """
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -449,6 +529,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x):
+        """(N, C, H, W) -> (N, C*H*W) by default (dims start_dim .. end_dim merged)."""
         _check_tensor(self, x)
         ndim = max(x.ndim, 1)
         start, end = self.start_dim, self.end_dim
@@ -460,11 +541,16 @@ class Flatten(Module):
         return F.flatten(x, start, end)
 
     def extra_repr(self) -> str:
+        """``start_dim=1, end_dim=-1``."""
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Unflatten(Module):
-    """Split dim ``dim`` into ``unflattened_size``: Unflatten(1, (C, H, W)) turns (N, C*H*W) into (N, C, H, W)."""
+    """Split dim ``dim`` into ``unflattened_size``: Unflatten(1, (C, H, W)) turns (N, C*H*W) into (N, C, H, W).
+
+    >>> nn.Unflatten(1, (3, 4, 4))(npgan.zeros(2, 48)).shape
+    (2, 3, 4, 4)
+    """
 
     def __init__(self, dim, unflattened_size):
         super().__init__()
@@ -480,6 +566,7 @@ class Unflatten(Module):
         self.dim, self.unflattened_size = int(dim), tuple(int(s) for s in size)
 
     def forward(self, x):
+        """dim ``dim`` split into ``unflattened_size``: (N, C*H*W) -> (N, C, H, W)."""
         _check_tensor(self, x)
         if not -x.ndim <= self.dim < x.ndim:
             raise ValueError(f"{self._describe()} has no dim {self.dim} in an input of shape {_shape_text(x.shape)}")
@@ -494,4 +581,5 @@ class Unflatten(Module):
         return F.reshape(x, x.shape[:dim] + self.unflattened_size + x.shape[dim + 1:])
 
     def extra_repr(self) -> str:
+        """``dim=1, unflattened_size=(C, H, W)``."""
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -121,6 +121,9 @@ class Module:
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` (a Parameter, or None for "no such weight") under ``name``; assigning
+        ``self.name = Parameter(...)`` does the same.
+        """
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter('{name}'): expected a Parameter or None, got {type(param).__name__}")
         self._check_initialized(name)
@@ -142,6 +145,7 @@ class Module:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Register a child module under ``name`` (as assigning ``self.name = module`` does); None leaves a slot."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module('{name}'): expected a Module, got {type(module).__name__}")
         self._check_initialized(name)
@@ -180,10 +184,12 @@ class Module:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self):
+        """This module and every descendant, each once, depth first: ``len(list(model.modules()))``."""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self):
+        """``(name, module)`` for each direct child, in the order they were assigned."""
         seen = set()
         for name, child in self._modules.items():
             if child is not None and id(child) not in seen:
@@ -191,6 +197,7 @@ class Module:
                 yield name, child
 
     def children(self):
+        """The direct children, in the order they were assigned: ``list(model.children())``."""
         for _, child in self.named_children():
             yield child
 
@@ -205,21 +212,32 @@ class Module:
                 yield (f"{prefix}.{name}" if prefix else name), value
 
     def named_parameters(self, recurse: bool = True):
+        """``(dotted name, Parameter)`` for every weight, each once, in PyTorch's order.
+
+        >>> [name for name, p in nn.Sequential(nn.Linear(2, 3)).named_parameters()]
+        ['0.weight', '0.bias']
+        """
         yield from self._named_members("_parameters", recurse)
 
     def parameters(self, recurse: bool = True):
+        """Every weight (Parameter), each once, in PyTorch's order: ``optim.Adam(model.parameters())``."""
         for _, p in self.named_parameters(recurse):
             yield p
 
     def named_buffers(self, recurse: bool = True):
+        """``(dotted name, buffer)`` for the state that is saved but not trained (BatchNorm's running statistics)."""
         yield from self._named_members("_buffers", recurse)
 
     def buffers(self, recurse: bool = True):
+        """The state that is saved but not trained (BatchNorm's running statistics), each once."""
         for _, b in self.named_buffers(recurse):
             yield b
 
     # -- modes and bulk changes ------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Training mode (``mode=True``) or evaluation mode for this module and all descendants; returns self.
+        BatchNorm uses batch statistics and Dropout drops only in training mode.
+        """
         if not isinstance(mode, bool):
             raise TypeError(f"train(mode): mode must be a bool, got {type(mode).__name__}")
         for m in self.modules():
@@ -227,14 +245,17 @@ class Module:
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode (``train(False)``) for this module and all descendants; returns self: ``G.eval()``."""
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Switch gradients of every parameter on or off (e.g. freeze D during G's step); returns self."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's ``.grad`` (to None, or to zeros with ``set_to_none=False``)."""
         for p in self.parameters():
             if p.grad is None:
                 continue
@@ -277,9 +298,11 @@ class Module:
         return self
 
     def cpu(self) -> Module:
+        """Move parameters and buffers to the CPU; returns self: ``model.cpu()``."""
         return self.to("cpu")
 
     def cuda(self) -> Module:
+        """Move parameters and buffers to the GPU (needs CuPy); returns self: ``model.cuda()``."""
         return self.to("cuda")
 
     def double(self) -> Module:
@@ -287,6 +310,7 @@ class Module:
         return self.to(dtype="float64")
 
     def float(self) -> Module:
+        """Cast floating parameters and buffers to float32; returns self: ``model.float()``."""
         return self.to(dtype="float32")
 
     # -- state -----------------------------------------------------------------------------------------
@@ -352,6 +376,7 @@ class Module:
 
     # -- calling and printing --------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        """The computation of this module; subclasses define it and callers use ``module(x)``."""
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
@@ -396,6 +421,7 @@ class Sequential(Module):
         self.add_module(str(name), module)
 
     def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end (named by its position); returns self: ``net.append(nn.Tanh())``."""
         self._add(str(len(self)), module)
         return self
 
@@ -418,6 +444,7 @@ class Sequential(Module):
         return items[index][1]
 
     def forward(self, x):
+        """x through every module in order; the output shape is the last module's."""
         for module in self._modules.values():
             x = module(x)
         return x

@@ -56,10 +56,20 @@ class LeakyReLU(Function):
 
 
 def relu(x) -> Tensor:
+    """max(0, x) elementwise, any shape (LeakyReLU with slope 0).
+
+    >>> F.relu(npgan.tensor([-1.0, 2.0]))
+    tensor([0., 2.], dtype=float32)
+    """
     return LeakyReLU(0.0)(x)
 
 
 def leaky_relu(x, negative_slope=0.01) -> Tensor:
+    """x where x > 0, else ``negative_slope`` * x, elementwise, any shape; DCGAN's D uses slope 0.2.
+
+    >>> F.leaky_relu(npgan.tensor([-1.0, 2.0]), 0.2)
+    tensor([-0.2,  2. ], dtype=float32)
+    """
     if not isinstance(negative_slope, (int, float)):
         raise TypeError(f"leaky_relu: negative_slope must be a number, got {type(negative_slope).__name__}")
     return LeakyReLU(float(negative_slope))(x)
@@ -96,19 +106,39 @@ class Softplus(Function):
 
 
 def tanh(x) -> Tensor:
+    """tanh(x) elementwise, any shape; d/dx tanh(x) = 1 - tanh(x)^2. DCGAN's G ends with it (pixels in [-1, 1]).
+
+    >>> F.tanh(npgan.zeros(2))
+    tensor([0., 0.], dtype=float32)
+    """
     return Tanh()(x)
 
 
 def sigmoid(x) -> Tensor:
+    """1 / (1 + e^-x) elementwise, any shape; d/dx s(x) = s(x) (1 - s(x)).
+
+    >>> F.sigmoid(npgan.zeros(2))
+    tensor([0.5, 0.5], dtype=float32)
+    """
     return Sigmoid()(x)
 
 
 def softplus(x) -> Tensor:
+    """log(1 + e^x) elementwise, computed without overflow; d/dx softplus(x) = sigmoid(x).
+
+    >>> F.softplus(npgan.tensor([0.0, 100.0]))
+    tensor([  0.6931472, 100.       ], dtype=float32)
+    """
     return Softplus()(x)
 
 
 def log_sigmoid(x) -> Tensor:
     # log s(x) = -log(1 + e^-x) = -softplus(-x)
+    """log(sigmoid(x)) = -softplus(-x) elementwise, stable for large |x|.
+
+    >>> F.log_sigmoid(npgan.tensor([0.0]))
+    tensor([-0.6931472], dtype=float32)
+    """
     return -softplus(-x)
 
 
@@ -155,6 +185,11 @@ def binary_cross_entropy(probs, target, reduction="mean", eps=1e-7) -> Tensor:
 
 
 def mse_loss(input, target, reduction="mean") -> Tensor:
+    """Mean squared error (input - target)^2, same shapes (target may broadcast); ``reduction`` mean, sum or none.
+
+    >>> F.mse_loss(npgan.tensor([1.0, 3.0]), npgan.tensor([0.0, 0.0]))
+    tensor(5., dtype=float32)
+    """
     input, target = _loss_pair("mse_loss", input, target)
     diff = input - target
     return _reduce(diff * diff, reduction, "mse_loss")
@@ -170,6 +205,11 @@ def log_softmax(x, axis=-1, *, dim=None) -> Tensor:
 
 
 def softmax(x, axis=-1, *, dim=None) -> Tensor:
+    """e^x / sum(e^x) along ``axis`` (``dim=``), computed as exp(log_softmax(x)); each slice sums to 1.
+
+    >>> F.softmax(npgan.zeros(2, 4), dim=1)[0]
+    tensor([0.25, 0.25, 0.25, 0.25], dtype=float32)
+    """
     return exp(log_softmax(x, axis if dim is None else dim))
 
 

@@ -84,28 +84,53 @@ class PowScalar(Function):
 
 
 def add(a, b) -> Tensor:
+    """a + b with broadcasting; shapes broadcast as in NumPy (e.g. (N, D) + (D,) -> (N, D)).
+
+    >>> F.add(npgan.ones(2, 3), npgan.tensor([1.0, 2.0, 3.0])).shape
+    (2, 3)
+    """
     a, b = _pair(a, b)
     _check_broadcast("add", a, b)
     return Add()(a, b)
 
 
 def sub(a, b) -> Tensor:
+    """a - b with broadcasting (composed as a + (-b), so it needs no backward of its own).
+
+    >>> F.sub(npgan.tensor([3.0]), 1.0)
+    tensor([2.], dtype=float32)
+    """
     a, b = _pair(a, b)
     _check_broadcast("sub", a, b)
     return Add()(a, Neg()(b))
 
 
 def mul(a, b) -> Tensor:
+    """a * b elementwise with broadcasting; d(ab)/da = b, d(ab)/db = a.
+
+    >>> F.mul(npgan.tensor([2.0, 3.0]), npgan.tensor([4.0, 5.0]))
+    tensor([ 8., 15.], dtype=float32)
+    """
     a, b = _pair(a, b)
     _check_broadcast("mul", a, b)
     return Mul()(a, b)
 
 
 def neg(x) -> Tensor:
+    """-x, any shape.
+
+    >>> F.neg(npgan.tensor([1.0, -2.0]))
+    tensor([-1.,  2.], dtype=float32)
+    """
     return Neg()(x)
 
 
 def pow(x, exponent) -> Tensor:  # noqa: A001 - the PyTorch name
+    """x ** exponent: a Python number (d/dx x^p = p x^(p-1)) or a tensor (then e^(exponent ln x), needs x > 0).
+
+    >>> F.pow(npgan.tensor([2.0, 3.0]), 2)
+    tensor([4., 9.], dtype=float32)
+    """
     if isinstance(exponent, numbers.Number) and isinstance(x, Tensor):
         return PowScalar(_python_number(exponent))(x)
     x, exponent = _pair(x, exponent)
@@ -114,6 +139,11 @@ def pow(x, exponent) -> Tensor:  # noqa: A001 - the PyTorch name
 
 
 def div(a, b) -> Tensor:
+    """a / b with broadcasting (composed as a * b^-1).
+
+    >>> F.div(npgan.tensor([1.0, 2.0]), 4.0)
+    tensor([0.25, 0.5 ], dtype=float32)
+    """
     if isinstance(b, numbers.Number):
         return mul(a, 1.0 / b)
     a, b = _pair(a, b)
@@ -175,22 +205,48 @@ class Clip(Function):
 
 
 def exp(x) -> Tensor:
+    """e^x elementwise, any shape; d/dx e^x = e^x.
+
+    >>> F.exp(npgan.zeros(2))
+    tensor([1., 1.], dtype=float32)
+    """
     return Exp()(x)
 
 
 def log(x) -> Tensor:
+    """Natural logarithm elementwise (x > 0), any shape; d/dx ln x = 1 / x.
+
+    >>> F.log(npgan.ones(2))
+    tensor([0., 0.], dtype=float32)
+    """
     return Log()(x)
 
 
 def sqrt(x) -> Tensor:
+    """Square root elementwise (x >= 0), any shape; d/dx sqrt(x) = 1 / (2 sqrt(x)).
+
+    >>> F.sqrt(npgan.tensor([4.0, 9.0]))
+    tensor([2., 3.], dtype=float32)
+    """
     return Sqrt()(x)
 
 
 def abs(x) -> Tensor:  # noqa: A001 - the PyTorch name
+    """|x| elementwise, any shape (gradient sign(x), 0 at 0).
+
+    >>> F.abs(npgan.tensor([-1.5, 2.0]))
+    tensor([1.5, 2. ], dtype=float32)
+    """
     return Abs()(x)
 
 
 def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - the PyTorch names
+    """x limited to [min, max] elementwise (either may be None); gradient 1 inside, 0 where clipped. ``clamp``
+    is the same function (PyTorch's name).
+
+    >>> F.clip(npgan.tensor([-2.0, 0.5, 2.0]), -1.0, 1.0)
+    tensor([-1. ,  0.5,  1. ], dtype=float32)
+    """
     if min is None and max is None:
         raise ValueError("clip: give at least one of min and max")
     if min is not None and max is not None and min > max:
@@ -234,6 +290,11 @@ class SumTo(Function):
 
 
 def broadcast_to(x, shape) -> Tensor:
+    """x repeated (as a view) to ``shape`` by NumPy's broadcasting rules; its backward is ``sum_to``.
+
+    >>> F.broadcast_to(npgan.tensor([1.0, 2.0]), (3, 2)).shape
+    (3, 2)
+    """
     x = as_tensor(x)
     shape = tuple(shape)
     if x.shape == shape:
@@ -244,6 +305,11 @@ def broadcast_to(x, shape) -> Tensor:
 
 
 def sum_to(x, shape) -> Tensor:
+    """x summed down to ``shape``, the reverse of broadcasting: the gradient of a broadcast operand.
+
+    >>> F.sum_to(npgan.ones(2, 3), (3,))
+    tensor([2., 2., 2.], dtype=float32)
+    """
     shape = tuple(shape)
     if x.shape == shape:
         return x
@@ -315,11 +381,22 @@ def _reduce_args(axis, keepdims, dim, keepdim):
 
 
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (an int, a tuple, or None for all; ``dim=`` is PyTorch's name), dropping the summed axes
+    unless ``keepdims`` (``keepdim``).
+
+    >>> F.sum(npgan.ones(2, 3), axis=1)
+    tensor([3., 3.], dtype=float32)
+    """
     axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     return Sum(_axes(axis, x.ndim, "sum"), keepdims)(x)
 
 
 def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
+    """Mean over ``axis`` (int, tuple or None for all; ``dim=`` too), as ``sum`` divided by the count.
+
+    >>> F.mean(npgan.tensor([[1.0, 3.0], [5.0, 7.0]]), dim=0)
+    tensor([3., 5.], dtype=float32)
+    """
     axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     axes = _axes(axis, x.ndim, "mean")
     count = 1
@@ -329,11 +406,22 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:
 
 
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:  # noqa: A001
+    """Largest value over ``axis`` (int, tuple or None; ``dim=`` too); the gradient goes to the maximum (split
+    evenly between ties).
+
+    >>> F.max(npgan.tensor([[1.0, 5.0], [7.0, 2.0]]), axis=1)
+    tensor([5., 7.], dtype=float32)
+    """
     axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     return MaxMin(_axes(axis, x.ndim, "max"), keepdims, True)(x)
 
 
 def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:  # noqa: A001
+    """Smallest value over ``axis`` (int, tuple or None; ``dim=`` too); the gradient goes to the minimum.
+
+    >>> F.min(npgan.tensor([[1.0, 5.0], [7.0, 2.0]]), axis=1)
+    tensor([1., 2.], dtype=float32)
+    """
     axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     return MaxMin(_axes(axis, x.ndim, "min"), keepdims, False)(x)
 
@@ -352,6 +440,11 @@ def var(x, axis=None, keepdims=False, correction=1, *, dim=None, keepdim=None, u
 
 
 def std(x, axis=None, keepdims=False, correction=1, *, dim=None, keepdim=None) -> Tensor:
+    """Standard deviation over ``axis``: sqrt of ``var`` with Bessel's ``correction`` (1, as PyTorch).
+
+    >>> F.std(npgan.tensor([1.0, 3.0]))
+    tensor(1.4142135, dtype=float32)
+    """
     return sqrt(var(x, axis, keepdims, correction, dim=dim, keepdim=keepdim))
 
 
@@ -395,6 +488,12 @@ class MatMul(Function):
 
 
 def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's rules: (n, k) @ (k, m) -> (n, m), batched over leading dims, 1-D operands
+    as vectors; d(AB)/dA = G B^T, d(AB)/dB = A^T G.
+
+    >>> F.matmul(npgan.ones(2, 3), npgan.ones(3, 4)).shape
+    (2, 4)
+    """
     a, b = as_tensor(a), as_tensor(b, like=a)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
@@ -458,6 +557,11 @@ def _target_shape(size, shape, old_shape):
 
 
 def reshape(x, *shape) -> Tensor:
+    """x with a new ``shape`` of the same number of elements (one entry may be -1); ``view`` is the same.
+
+    >>> F.reshape(npgan.zeros(2, 3), (3, -1)).shape
+    (3, 2)
+    """
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
     shape = _target_shape(x.numel(), shape, x.shape)
@@ -470,6 +574,11 @@ view = reshape
 
 
 def flatten(x, start_dim=0, end_dim=-1) -> Tensor:
+    """Merge dims ``start_dim`` .. ``end_dim`` into one (all of them by default).
+
+    >>> F.flatten(npgan.zeros(2, 3, 4), 1).shape
+    (2, 12)
+    """
     end = end_dim % x.ndim if x.ndim else 0
     start = start_dim % x.ndim if x.ndim else 0
     return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
@@ -497,6 +606,11 @@ def transpose(x, *axes) -> Tensor:
 
 
 def permute(x, *dims) -> Tensor:
+    """Reorder the dims: ``permute(x, (2, 0, 1))`` puts dim 2 first (PyTorch's name for ``transpose(x, axes)``).
+
+    >>> F.permute(npgan.zeros(2, 3, 4), 2, 0, 1).shape
+    (4, 2, 3)
+    """
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     if len(dims) != x.ndim:
@@ -505,6 +619,11 @@ def permute(x, *dims) -> Tensor:
 
 
 def squeeze(x, axis=None) -> Tensor:
+    """Drop dims of length 1 (all of them, or only ``axis``).
+
+    >>> F.squeeze(npgan.zeros(2, 1, 3)).shape
+    (2, 3)
+    """
     if axis is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     axis = axis % x.ndim
@@ -514,6 +633,11 @@ def squeeze(x, axis=None) -> Tensor:
 
 
 def unsqueeze(x, axis) -> Tensor:
+    """Insert a dim of length 1 at ``axis``.
+
+    >>> F.unsqueeze(npgan.zeros(2, 3), 0).shape
+    (1, 2, 3)
+    """
     axis = axis % (x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
@@ -562,6 +686,12 @@ def _is_basic(index) -> bool:
 
 
 def getitem(x, index) -> Tensor:
+    """x[index] with NumPy's indexing (ints, slices, None, Ellipsis, integer arrays); ``t[index]`` calls it. The
+    gradient is scattered back into x's shape (added where an index repeats).
+
+    >>> F.getitem(npgan.tensor([[1.0, 2.0], [3.0, 4.0]]), (slice(None), 1))
+    tensor([2., 4.], dtype=float32)
+    """
     index = _index_arrays(index)
     try:
         x.data[index]
@@ -667,6 +797,11 @@ def zeros_like_tensor(t: Tensor) -> Tensor:
 
 
 def where(condition, a, b) -> Tensor:
+    """Elementwise choice: ``a`` where ``condition`` (a boolean array or Tensor) holds, else ``b``; broadcasting.
+
+    >>> F.where(npgan.tensor([1.0, -1.0]) > 0, npgan.ones(2), npgan.zeros(2))
+    tensor([1., 0.], dtype=float32)
+    """
     condition = condition.data if isinstance(condition, Tensor) else condition
     a, b = _pair(a, b)
     shape = backend.broadcast_shapes(condition.shape, a.shape, b.shape)
@@ -675,12 +810,22 @@ def where(condition, a, b) -> Tensor:
 
 
 def maximum(a, b) -> Tensor:
+    """Elementwise larger of a and b (broadcast); the gradient goes to the larger (to a on ties).
+
+    >>> F.maximum(npgan.tensor([1.0, 4.0]), npgan.tensor([3.0, 2.0]))
+    tensor([3., 4.], dtype=float32)
+    """
     a, b = _pair(a, b)
     _check_broadcast("maximum", a, b)
     return where(a.data >= b.data, a, b)
 
 
 def minimum(a, b) -> Tensor:
+    """Elementwise smaller of a and b (broadcast); the gradient goes to the smaller (to a on ties).
+
+    >>> F.minimum(npgan.tensor([1.0, 4.0]), npgan.tensor([3.0, 2.0]))
+    tensor([1., 2.], dtype=float32)
+    """
     a, b = _pair(a, b)
     _check_broadcast("minimum", a, b)
     return where(a.data <= b.data, a, b)
@@ -720,14 +865,29 @@ class Copy(Function):
 
 
 def cast(x, dtype) -> Tensor:
+    """x converted to ``dtype`` (e.g. "float64"); the gradient is cast back. ``Tensor.to(dtype=...)`` uses it.
+
+    >>> F.cast(npgan.ones(2), "float64").dtype
+    dtype('float64')
+    """
     return Cast(dtype)(x)
 
 
 def to_device(x, device) -> Tensor:
     # Skip the device check of Function.__call__: moving between devices is this op's job.
+    """x moved to ``device`` ("cpu" or "cuda"); the gradient moves back. ``Tensor.to(device)`` uses it.
+
+    >>> F.to_device(npgan.ones(2), "cpu").device
+    'cpu'
+    """
     fn = ToDevice(backend.check_device(device))
     return fn(x)
 
 
 def copy(x) -> Tensor:
+    """A copy of x with memory of its own, in the graph (gradient passes through); ``Tensor.clone()``.
+
+    >>> F.copy(npgan.ones(2))
+    tensor([1., 1.], dtype=float32)
+    """
     return Copy()(x)
