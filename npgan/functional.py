@@ -83,6 +83,15 @@ def _compare(op):
     return compare
 
 
+def _transpose_method(a, *axes):
+    """``x.transpose()`` reverses the axes, ``x.transpose(0, 1)`` swaps two (as PyTorch), a tuple permutes them.
+
+    >>> npgan.zeros(2, 3, 4).transpose(0, 2).shape
+    (4, 3, 2)
+    """
+    return transpose(a, *axes)
+
+
 def _install_tensor_methods() -> None:
     """Operators and PyTorch-style methods on Tensor."""
     T = Tensor
@@ -112,8 +121,8 @@ def _install_tensor_methods() -> None:
                  "reshape", "view", "flatten", "permute", "squeeze", "unsqueeze", "relu", "tanh",
                  "sigmoid", "softplus", "matmul", "pow", "broadcast_to"):
         setattr(T, name, globals()[name])
-    T.transpose = lambda a, *axes: transpose(a, *axes)
-    T.T = property(lambda a: transpose(a))
+    T.transpose = _transpose_method
+    T.T = property(lambda a: transpose(a), doc="The tensor with its axes reversed (a matrix transposed): ``x.T``.")
     T.leaky_relu = leaky_relu
 
 

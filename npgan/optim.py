@@ -86,6 +86,10 @@ class Optimizer:
             self.add_param_group(group)
 
     def add_param_group(self, group: dict) -> None:
+        """Add a group ``{'params': [...], 'lr': ...}`` whose missing hyperparameters come from the defaults.
+
+        >>> opt.add_param_group({"params": head.parameters(), "lr": 1e-3})
+        """
         if not isinstance(group, dict):
             raise TypeError(f"a param group is a dict with a 'params' entry, got {type(group).__name__}")
         params = group.get("params")
@@ -110,6 +114,7 @@ class Optimizer:
         """Check (and normalise) a group's hyperparameters; ValueError naming the bad one."""
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's ``.grad`` (to None, or to fresh zeros with ``set_to_none=False``)."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -215,6 +220,8 @@ class SGD(Optimizer):
         b = g (first step), else b = momentum * b + (1 - dampening) * g
         g = g + momentum * b if nesterov else b
         p = p - lr * g
+
+    >>> opt = SGD(model.parameters(), lr=0.01, momentum=0.9); loss.backward(); opt.step()
     """
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
@@ -309,6 +316,8 @@ class RMSprop(Optimizer):
         s = alpha * s + (1 - alpha) * g^2
         centered: a = alpha * a + (1 - alpha) * g;  d = sqrt(s - a^2) + eps, else d = sqrt(s) + eps
         momentum: b = momentum * b + g / d;  p = p - lr * b,   else p = p - lr * g / d
+
+    >>> opt = RMSprop(critic.parameters(), lr=5e-5)     # WGAN's optimizer
     """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
@@ -417,9 +426,11 @@ class EMA:
         self.updates = 0
 
     def current_decay(self) -> float:
+        """The decay the next ``update()`` uses: min(decay, (1 + n) / (10 + n)) after n updates."""
         return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
     def update(self) -> None:
+        """Move every averaged weight toward the trained one by (1 - current_decay()); copy the buffers."""
         d = self.current_decay()
         for average, weight in zip(self.module.parameters(), self.source.parameters()):
             xp = backend.get_array_module(average.data)
@@ -432,8 +443,10 @@ class EMA:
         self.updates += 1
 
     def state_dict(self) -> dict:
+        """``{'decay', 'updates', 'module'}``: what a checkpoint needs to continue the average exactly."""
         return {"decay": self.decay, "updates": self.updates, "module": dict(self.module.state_dict())}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore an average saved by ``state_dict`` (the averaged weights and the update count)."""
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])

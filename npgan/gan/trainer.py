@@ -139,6 +139,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Raise ValueError naming the first bad setting (the Trainer calls this before building anything)."""
         def need(ok, message):
             if not ok:
                 raise ValueError(message)
@@ -270,6 +271,7 @@ class Trainer:
     # -- construction ----------------------------------------------------------------------------------
     @property
     def is_toy(self) -> bool:
+        """True when training on a 2-D toy (ring8, grid25, swissroll): MLP nets and toy settings."""
         return self.config.dataset in TOY_DATASETS
 
     def _build_data(self):
@@ -318,6 +320,7 @@ class Trainer:
             self.opt_d = optim.RMSprop(self.D.parameters(), lr=lr_d)
 
     def total_steps(self) -> int:
+        """The generator steps of the whole run: ``steps``, else from ``epochs``, else the variant's default."""
         c = self.config
         if c.steps is not None:
             return c.steps
@@ -459,6 +462,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------------
     def paths(self) -> dict:
+        """``{'out', 'checkpoint', 'metrics_log', 'samples', 'gif', 'losses', 'final'}``: where the run writes."""
         out = self.config.out
         return {
             "out": out,
@@ -555,6 +559,7 @@ class Trainer:
         return summary
 
     def save_samples(self) -> str:
+        """Draw the fixed noise's samples as ``samples/step_NNNNNN.png`` (and ``samples.png``); returns the path."""
         from npgan import viz  # noqa: PLC0415
 
         samples = backend.asnumpy(self.generate(noise=self.fixed_noise, labels=self.fixed_labels).data)
@@ -608,6 +613,7 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything an exact resume needs: nets, optimizers, step, random generators, loader, fixed noise."""
         state = {
             "format": "npgan-trainer-1",
             "config": dataclasses.asdict(self.config),
@@ -634,6 +640,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict()``: the next ``train_step`` is the one the saved run would have taken."""
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -656,6 +663,7 @@ class Trainer:
         self.sample_paths = list(state.get("sample_paths", []))
 
     def save(self, path: str) -> None:
+        """Write ``state_dict()`` atomically to ``path`` (an ``.npz``, no pickle): ``trainer.save("run/ckpt.npz")``."""
         save_checkpoint(path, self.state_dict())
 
     @classmethod

@@ -60,16 +60,19 @@ def uniform_(tensor, a=0.0, b=1.0):
 
 
 def constant_(tensor, val):
+    """Fill ``tensor`` (a Tensor, Parameter or array) with ``val`` in place; returns it: ``init.constant_(b, 0.1)``."""
     array = _array(tensor, "constant_")
     array[...] = _check_number(val, "val", "constant_")
     return tensor
 
 
 def zeros_(tensor):
+    """Fill ``tensor`` with 0 in place; returns it: ``init.zeros_(layer.bias)``."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor):
+    """Fill ``tensor`` with 1 in place; returns it: ``init.ones_(bn.weight)``."""
     return constant_(tensor, 1.0)
 
 
