@@ -57,9 +57,6 @@ class MLPGenerator(nn.Module):
 
     ``batch_norm=True`` puts BatchNorm1d after each hidden Linear (which then has no bias); ``activation`` is
     ``"leaky_relu"`` or ``"relu"``; ``out_scale`` multiplies the output (the 2-D toys' extent).
-
-    >>> MLPGenerator(nz=16, hidden=(32,), out_shape=(2,), out_activation=None)(npgan.randn(5, 16)).shape
-    (5, 2)
     """
 
     def __init__(self, nz=100, hidden=(256, 512, 1024), out_shape=(1, 28, 28), num_classes=0,
@@ -89,7 +86,6 @@ class MLPGenerator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z, labels=None):
-        """z (N, nz) [and labels (N,) when conditional] -> samples (N, *out_shape)."""
         labels = _check_labels(labels, self.num_classes, z.shape[0], "MLPGenerator")
         h = z.reshape(z.shape[0], -1)
         if labels is not None:
@@ -103,9 +99,6 @@ class MLPDiscriminator(nn.Module):
 
     ``maxout=k`` (k > 1) makes each hidden layer a ``Maxout`` with k pieces instead (PacGAN's toy D);
     the input is divided by ``in_scale`` first (the 2-D toys' extent).
-
-    >>> MLPDiscriminator(in_shape=(2,), hidden=(32,))(npgan.randn(5, 2)).shape
-    (5,)
     """
 
     def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256), num_classes=0, maxout=1, in_scale=1.0):
@@ -125,7 +118,6 @@ class MLPDiscriminator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, x, labels=None):
-        """x (N, *in_shape) [and labels (N,) when conditional] -> one raw score per sample (N,)."""
         labels = _check_labels(labels, self.num_classes, x.shape[0], "MLPDiscriminator")
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"MLPDiscriminator expected inputs of shape (N, {', '.join(map(str, self.in_shape))}), "
@@ -160,11 +152,7 @@ def _check_image_size(image_size, who):
 
 
 class DCGANGenerator(nn.Module):
-    """z (N, nz, 1, 1) or (N, nz) -> images (N, nc, S, S) in [-1, 1]: ConvT-BN-ReLU blocks, Tanh.
-
-    >>> DCGANGenerator(nz=100, ngf=8, image_size=28)(npgan.randn(2, 100)).shape
-    (2, 1, 28, 28)
-    """
+    """z (N, nz, 1, 1) or (N, nz) -> images (N, nc, S, S) in [-1, 1]: ConvT-BN-ReLU blocks, Tanh."""
 
     def __init__(self, nz=100, ngf=64, nc=1, image_size=32, num_classes=0, dropout=0.0):
         super().__init__()
@@ -187,7 +175,6 @@ class DCGANGenerator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, z, labels=None):
-        """z (N, nz) or (N, nz, 1, 1) [and labels (N,) when conditional] -> images (N, nc, S, S) in [-1, 1]."""
         labels = _check_labels(labels, self.num_classes, z.shape[0], "DCGANGenerator")
         if z.ndim == 2:
             z = z.reshape(z.shape[0], z.shape[1], 1, 1)
@@ -201,9 +188,6 @@ class DCGANDiscriminator(nn.Module):
     """images (N, nc, S, S) -> score (N,): Conv-[norm]-LeakyReLU(0.2) blocks, one final conv.
 
     ``norm``: 'batch' (DCGAN), None (WGAN-GP critic) or 'layer' (LayerNorm, also fine under a penalty).
-
-    >>> DCGANDiscriminator(ndf=8, image_size=28)(npgan.randn(2, 1, 28, 28)).shape
-    (2,)
     """
 
     NORMS = ("batch", "layer", None)
@@ -234,7 +218,6 @@ class DCGANDiscriminator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, x, labels=None):
-        """images (N, nc, S, S) [and labels (N,) when conditional] -> one raw score per image (N,)."""
         labels = _check_labels(labels, self.num_classes, x.shape[0], "DCGANDiscriminator")
         expected = (self.nc, self.image_size, self.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
