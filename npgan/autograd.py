@@ -309,7 +309,16 @@ class Tensor:
 
     # -- graph walk ------------------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires a gradient."""
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires a gradient.
+
+        The rule: ``leaf.grad = g`` the first time, ``leaf.grad = leaf.grad + g`` after (so gradients of several
+        backward calls add up, as in PyTorch); ``npgan.reference.backward`` is this rule in textbook form. The
+        code below is an optimisation of it: it adds in place and hands a fresh gradient array to ``.grad``
+        without a copy whenever no one else can see that memory.
+
+        >>> x = npgan.tensor([3.0], requires_grad=True); (x * x).backward(); x.grad
+        tensor([6.], dtype=float32)
+        """
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of the computation "
@@ -318,8 +327,7 @@ class Tensor:
         from npgan.functional import copy  # noqa: PLC0415
 
         grads = run_backward([self], [grad], retain_graph or create_graph, create_graph, inputs=None)
-        # The rule is just ``leaf.grad = g if leaf.grad is None else leaf.grad + g`` (npgan.reference.backward,
-        # the textbook version); what follows is an optimisation of it that avoids copies and new arrays.
+        # The rule is just ``leaf.grad = g if leaf.grad is None else leaf.grad + g``; what follows avoids copies.
         # Each .grad gets memory of its own, safe to update in place (optimizers, gradient clipping): a
         # gradient may be shared by several leaves (add passes gy to both operands), be a read-only
         # broadcast view, or be the caller's ``grad``. A gradient no one else can see (a backward's fresh
