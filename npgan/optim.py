@@ -432,3 +432,110 @@ class EMA:
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])
+
+
+# -- differentiable steps (unrolled optimisation) ------------------------------------------------------
+
+
+def optimizer_parameters(optimizer: Optimizer) -> list:
+    """The optimizer's parameters in ``param_groups`` order: the order ``differentiable_step`` expects."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def differentiable_step(optimizer: Optimizer, params, grads, state=None):
+    """One step of ``optimizer``'s rule written with Tensor ops: returns ``(new_params, new_state)``.
+
+    Nothing is mutated: not the optimizer, not its moments, not the parameters. The new parameters are
+    Tensor expressions of ``params`` and ``grads``, so a loss computed with them (``nn.functional_call``)
+    can be differentiated through the step -- through ``grads`` too, when they were taken with
+    ``npgan.grad(..., create_graph=True)``. Unrolled GANs chain K such steps of D's optimizer.
+
+    - ``params``: one Tensor per parameter of the optimizer, in ``optimizer_parameters`` order: the
+      parameters themselves (or stand-ins for them) for a first step, the previous call's results after.
+    - ``grads``: Tensors of the same shapes, or None for a parameter that got no gradient (it is left
+      as it is, as ``step()`` leaves it).
+    - ``state``: None to start from the optimizer's current state (its hyperparameters per group and the
+      moments its next real ``step()`` would use; missing state is zeros at step 0), else the
+      ``new_state`` a previous call returned.
+
+    SGD (momentum, dampening, Nesterov, weight decay) and Adam follow PyTorch's formulas, Adam with its
+    bias correction. The returned moments may share arrays with the optimizer's state: use them before
+    its next real step. For Adam, sqrt(v) gets a zero derivative where v is exactly 0 (a weight that has
+    never had a gradient, e.g. a maxout piece that never wins), where the true one is infinite.
+    """
+    if not isinstance(optimizer, (SGD, Adam)):
+        raise TypeError(f"differentiable_step supports SGD and Adam optimizers, got {type(optimizer).__name__}")
+    owned = optimizer_parameters(optimizer)
+    params, grads = list(params), list(grads)
+    if len(params) != len(owned) or len(grads) != len(owned):
+        raise ValueError(
+            f"differentiable_step: the optimizer holds {len(owned)} parameters, got {len(params)} params and "
+            f"{len(grads)} grads (one each, in optimizer_parameters order)"
+        )
+    groups = [group for group in optimizer.param_groups for _ in group["params"]]
+    if state is None:
+        state = [_tensor_state(optimizer.state.get(p, {})) for p in owned]
+    elif len(state) != len(owned):
+        raise ValueError(f"differentiable_step: state has {len(state)} entries for {len(owned)} parameters")
+    rule = _sgd_tensors if isinstance(optimizer, SGD) else _adam_tensors
+    new_params, new_state = [], []
+    for i, (p, g, group, s) in enumerate(zip(params, grads, groups, state)):
+        if g is None:
+            new_params.append(p)
+            new_state.append(s)
+            continue
+        if tuple(g.shape) != tuple(p.shape):
+            raise ValueError(
+                f"differentiable_step: grads[{i}] has shape {tuple(g.shape)}, params[{i}] {tuple(p.shape)}"
+            )
+        p_next, s_next = rule(p, g, group, s)
+        new_params.append(p_next)
+        new_state.append(s_next)
+    return new_params, new_state
+
+
+def _tensor_state(entries: dict) -> dict:
+    """An optimizer's per-parameter state with arrays as (constant) Tensors and numbers as they are."""
+    return {k: (Tensor(v) if backend.is_array(v) else v) for k, v in entries.items()}
+
+
+def _sgd_tensors(p, g, group, state):
+    # g = grad + wd p;  b = g (first step) or momentum b + (1 - dampening) g;  p = p - lr (g + momentum b | b)
+    lr, momentum = group["lr"], group["momentum"]
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p
+    new_state = dict(state)
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        buf = g if buf is None else buf * momentum + g * (1.0 - group["dampening"])
+        new_state["momentum_buffer"] = buf
+        g = g + buf * momentum if group["nesterov"] else buf
+    return p - g * lr, new_state
+
+
+def _adam_tensors(p, g, group, state):
+    # m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
+    # p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)      (torch.optim.Adam)
+    from npgan import functional as F  # noqa: PLC0415
+
+    beta1, beta2 = group["betas"]
+    step = state.get("step", 0) + 1
+    m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+    xp = backend.get_array_module(p.data)
+    m = Tensor(xp.zeros_like(p.data)) if m is None else m
+    v = Tensor(xp.zeros_like(p.data)) if v is None else v
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p
+    weight = 1.0 - beta1
+    m = m + (g - m) * weight if weight < 0.5 else g - (g - m) * (1.0 - weight)  # PyTorch's lerp, both branches
+    v = v * beta2 + g * g * (1.0 - beta2)
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+    positive = v.data > 0
+    sqrt_v = F.where(positive, F.sqrt(F.where(positive, v, 1.0)), 0.0)  # d sqrt(v) = 0 where v = 0, not inf
+    denom = sqrt_v / bias_correction2_sqrt + group["eps"]
+    p_next = p - (m / denom) * (group["lr"] / bias_correction1)
+    return p_next, {"step": step, "exp_avg": m, "exp_avg_sq": v}
+
+
+__all__ += ["differentiable_step", "optimizer_parameters"]
