@@ -81,6 +81,31 @@ def test_missing_state_is_zeros_at_step_zero():
     assert all(s["step"] == 1 for s in state)
 
 
+def test_parameters_with_different_step_counts_get_their_own_bias_corrections():
+    net = model()
+    opt = optim.Adam(net.parameters(), lr=0.01, betas=(0.5, 0.9))
+    params = list(net.parameters())
+    for seed, given in ((0, [0]), (1, [0, 1]), (2, [0, 1, 2, 3])):  # steps end at 3, 2, 1, 1
+        grads = gradients(net, seed)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            p.grad = npgan.Tensor(g.data.copy()) if i in given else None
+        opt.step()
+    grads = gradients(net, 5)
+    new, state = optim.differentiable_step(opt, params, grads)
+    set_grads(net, grads)
+    opt.step()
+    for p, q in zip(params, new):
+        assert np.allclose(q.data, p.data, **TOL)
+    assert [s["step"] for s in state] == [4, 3, 2, 2]
+    fresh = optim.Adam(params, lr=0.01)  # one parameter with moments, the others without: zeros
+    fresh.state[params[0]] = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in opt.state[params[0]].items()}
+    new, _ = optim.differentiable_step(fresh, params, grads)
+    set_grads(net, grads)
+    fresh.step()
+    for p, q in zip(params, new):
+        assert np.allclose(q.data, p.data, **TOL)
+
+
 def test_a_parameter_without_gradient_is_left_as_it_is():
     net = model()
     opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
