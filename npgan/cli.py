@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="R1: penalise gamma/2 * |grad D(x_real)|^2 (Mescheder et al. 2018)")
     tricks.add_argument("--g-ema", type=_fraction, default=0.0, metavar="DECAY",
                         help="sample from an exponential moving average of G's weights (e.g. 0.999; 0: off)")
+    tricks.add_argument("--unroll", type=_non_negative_int, default=0, metavar="K",
+                        help="unrolled GAN (gan, dcgan, cgan): G's loss against D after K more differentiable "
+                             "D steps, gradient through them (Metz et al. 2016; 0: off)")
+    tricks.add_argument("--unroll-first-order", action="store_true",
+                        help="with --unroll: no gradient through D's unrolled steps (the cheaper surrogate)")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     run.add_argument("--seed", type=_non_negative_int, default=0)
@@ -140,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from npgan.gan.trainer import TrainConfig, Trainer  # noqa: PLC0415
+    from npgan.gan.trainer import UNROLL_MODELS, TrainConfig, Trainer  # noqa: PLC0415
 
+    if args.unroll and args.model not in UNROLL_MODELS:
+        return _usage_error(f"--unroll is for the models {', '.join(UNROLL_MODELS)}, not {args.model}")
+    if args.unroll_first_order and not args.unroll:
+        return _usage_error("--unroll-first-order needs --unroll K (K >= 1)")
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
     checkpoint = os.path.join(out, "checkpoint.npz")
     if args.resume:
@@ -162,7 +171,8 @@ def cmd_train(args) -> int:
             gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
             label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
             g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
-            g_ema=args.g_ema, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
+            g_ema=args.g_ema, unroll=args.unroll, unroll_first_order=args.unroll_first_order,
+            device=args.device, seed=args.seed, out=out, log_every=args.log_every,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
         )
         trainer = Trainer(config, progress=not args.quiet)
@@ -179,6 +189,12 @@ def cmd_train(args) -> int:
             shown = {k: v for k, v in summary[key].items() if k != "class_histogram"}
             print(f"  {label:13s} " + json.dumps(shown))
     return 0
+
+
+def _usage_error(message) -> int:
+    """A flag combination argparse cannot check: say so, exit 2 as argparse does."""
+    print(f"npgan train: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _generator_inputs(info, n, seed, label, device):

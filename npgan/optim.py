@@ -450,3 +450,168 @@ class EMA:
         """Restore an average saved by ``state_dict`` (the averaged weights and the update count)."""
         self.module.load_state_dict(state["module"])
         self.updates = int(state["updates"])
+
+
+# -- differentiable steps (unrolled optimisation) ------------------------------------------------------
+
+
+def optimizer_parameters(optimizer: Optimizer) -> list:
+    """The optimizer's parameters in ``param_groups`` order: the order ``differentiable_step`` expects."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def differentiable_step(optimizer: Optimizer, params, grads, state=None):
+    """One step of ``optimizer``'s rule written with Tensor ops: returns ``(new_params, new_state)``.
+
+    Nothing is mutated: not the optimizer, not its moments, not the parameters. The new parameters are
+    Tensor expressions of ``params`` and ``grads``, so a loss computed with them (``nn.functional_call``)
+    can be differentiated through the step -- through ``grads`` too, when they were taken with
+    ``npgan.grad(..., create_graph=True)``. Unrolled GANs chain K such steps of D's optimizer.
+
+    - ``params``: one Tensor per parameter of the optimizer, in ``optimizer_parameters`` order: the
+      parameters themselves (or stand-ins for them) for a first step, the previous call's results after.
+    - ``grads``: Tensors of the same shapes, or None for a parameter that got no gradient (it is left
+      as it is, with its moments, as ``step()`` leaves it).
+    - ``state``: None to start from the optimizer's current state (its hyperparameters per group and the
+      moments its next real ``step()`` would use; missing state is zeros at step 0), else the
+      ``new_state`` a previous call returned (one dict per parameter; pass it back as it is).
+
+    SGD (momentum, dampening, Nesterov, weight decay) and Adam follow PyTorch's formulas, Adam with its
+    bias correction. The parameters of a group are updated as one flat vector (a dozen ops per step
+    instead of a dozen per parameter: the graph that unrolling builds and walks back is that much
+    smaller); the moments stay flat from one call to the next. The moments read from the optimizer may
+    share arrays with it: use the results before its next real step. For Adam, sqrt(v) gets a zero
+    derivative where v is exactly 0 (a weight that has never had a gradient), where the true one is infinite.
+    """
+    if not isinstance(optimizer, (SGD, Adam)):
+        raise TypeError(f"differentiable_step supports SGD and Adam optimizers, got {type(optimizer).__name__}")
+    owned = optimizer_parameters(optimizer)
+    params, grads = list(params), list(grads)
+    if len(params) != len(owned) or len(grads) != len(owned):
+        raise ValueError(
+            f"differentiable_step: the optimizer holds {len(owned)} parameters, got {len(params)} params and "
+            f"{len(grads)} grads (one each, in optimizer_parameters order)"
+        )
+    if state is None:
+        state = [_tensor_state(optimizer.state.get(p, {})) for p in owned]
+    elif len(state) != len(owned):
+        raise ValueError(f"differentiable_step: state has {len(state)} entries for {len(owned)} parameters")
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g is not None and tuple(g.shape) != tuple(p.shape):
+            raise ValueError(
+                f"differentiable_step: grads[{i}] has shape {tuple(g.shape)}, params[{i}] {tuple(p.shape)}"
+            )
+    rule = _sgd_tensors if isinstance(optimizer, SGD) else _adam_tensors
+    moments = ("momentum_buffer",) if isinstance(optimizer, SGD) else ("exp_avg", "exp_avg_sq")
+    new_params, new_state = list(params), list(state)
+    start = 0
+    for group in optimizer.param_groups:
+        stepped = [i for i in range(start, start + len(group["params"])) if grads[i] is not None]
+        start += len(group["params"])
+        if not stepped:
+            continue
+        flat_state = _flat_state([state[i] for i in stepped], [params[i] for i in stepped], moments, stepped)
+        p_next, s_next = rule(_flatten([params[i] for i in stepped]), _flatten([grads[i] for i in stepped]),
+                              group, flat_state)
+        record = {"moments": {k: s_next[k] for k in moments if s_next.get(k) is not None}, "members": stepped}
+        offset = 0
+        for i in stepped:
+            size = params[i].numel()
+            new_params[i] = p_next[offset:offset + size].reshape(params[i].shape)
+            new_state[i] = {"step": s_next["step"][stepped.index(i)], "_flat": record, "_offset": offset}
+            offset += size
+    return new_params, new_state
+
+
+def _flatten(tensors):
+    from npgan import functional as F  # noqa: PLC0415
+
+    flat = [t.reshape(-1) for t in tensors]
+    return flat[0] if len(flat) == 1 else F.concatenate(flat)
+
+
+def _flat_state(states, params, moments, members) -> dict:
+    """The per-parameter states of one group as one flat state: ``step`` a list, each moment one vector.
+
+    States a previous call returned for the same parameters hold their flat moments already; others (the
+    optimizer's own) are joined. A moment some parameters lack: zeros for Adam, None (first step) for SGD.
+    """
+    flat = {"step": [s.get("step", 0) for s in states], "sizes": [p.numel() for p in params]}
+    record = states[0].get("_flat")
+    same = record is not None and record["members"] == members and all(s.get("_flat") is record for s in states)
+    for name in moments:
+        if same:
+            flat[name] = record["moments"].get(name)
+            continue
+        pieces = [_moment(s, name, p) for s, p in zip(states, params)]
+        if all(piece is None for piece in pieces):
+            flat[name] = None
+            continue
+        if any(piece is None for piece in pieces):
+            if name == "momentum_buffer":  # SGD's first step differs (b = g), so a group cannot mix them
+                raise ValueError("differentiable_step: some parameters of an SGD group have a momentum buffer and "
+                                 "others not; give them all gradients in the same steps")
+            xp = backend.get_array_module(params[0].data)
+            pieces = [Tensor(xp.zeros_like(p.data)) if piece is None else piece for piece, p in zip(pieces, params)]
+        flat[name] = _flatten(pieces)
+    return flat
+
+
+def _moment(state: dict, name: str, p):
+    """One parameter's moment ``name`` (a Tensor) from an optimizer state or a previous call's, or None."""
+    if "_flat" in state:
+        flat = state["_flat"]["moments"].get(name)
+        return None if flat is None else flat[state["_offset"]:state["_offset"] + p.numel()].reshape(p.shape)
+    return state.get(name)
+
+
+def _tensor_state(entries: dict) -> dict:
+    """An optimizer's per-parameter state with arrays as (constant) Tensors and numbers as they are."""
+    return {k: (Tensor(v) if backend.is_array(v) else v) for k, v in entries.items()}
+
+
+def _sgd_tensors(p, g, group, state):
+    # g = grad + wd p;  b = g (first step) or momentum b + (1 - dampening) g;  p = p - lr (g + momentum b | b)
+    lr, momentum = group["lr"], group["momentum"]
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p
+    new_state = {"step": state["step"]}
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        buf = g if buf is None else buf * momentum + g * (1.0 - group["dampening"])
+        new_state["momentum_buffer"] = buf
+        g = g + buf * momentum if group["nesterov"] else buf
+    return p - g * lr, new_state
+
+
+def _adam_tensors(p, g, group, state):
+    # m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
+    # p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)      (torch.optim.Adam)
+    from npgan import functional as F  # noqa: PLC0415
+
+    beta1, beta2 = group["betas"]
+    steps = [t + 1 for t in state["step"]]
+    m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+    xp = backend.get_array_module(p.data)
+    m = Tensor(xp.zeros_like(p.data)) if m is None else m
+    v = Tensor(xp.zeros_like(p.data)) if v is None else v
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p
+    weight = 1.0 - beta1
+    m = m + (g - m) * weight if weight < 0.5 else g - (g - m) * (1.0 - weight)  # PyTorch's lerp, both branches
+    v = v * beta2 + g * g * (1.0 - beta2)
+    positive = v.data > 0
+    sqrt_v = F.where(positive, F.sqrt(F.where(positive, v, 1.0)), 0.0)  # d sqrt(v) = 0 where v = 0, not inf
+    if len(set(steps)) == 1:  # the usual case: every parameter of the group has taken as many steps
+        bias_correction1 = 1.0 - beta1 ** steps[0]
+        denom = sqrt_v / math.sqrt(1.0 - beta2 ** steps[0]) + group["eps"]
+        p_next = p - (m / denom) * (group["lr"] / bias_correction1)
+    else:  # per-element bias corrections, each parameter's own
+        sizes = [int(size) for size in state["sizes"]]
+        t = xp.concatenate([xp.full(n, float(k), dtype=p.dtype) for n, k in zip(sizes, steps)])
+        denom = sqrt_v / Tensor(xp.sqrt(1.0 - beta2**t)) + group["eps"]
+        p_next = p - (m / denom) * Tensor(group["lr"] / (1.0 - beta1**t))
+    return p_next, {"step": steps, "exp_avg": m, "exp_avg_sq": v}
+
+
+__all__ += ["differentiable_step", "optimizer_parameters"]

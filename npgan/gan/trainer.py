@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, optim
+from npgan import backend, nn, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -39,6 +39,7 @@ from npgan.gan.models import (
 )
 
 MODELS = ("gan", "dcgan", "wgan", "wgan-gp", "cgan")
+UNROLL_MODELS = ("gan", "dcgan", "cgan")  # the models whose G can be trained against an unrolled D
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class TrainConfig:
     lr_decay: bool = False  # decay both learning rates linearly to 0 over the run
     r1_gamma: float = 0.0  # R1: add gamma / 2 * E||grad_x D(x_real)||^2 to D's loss (Mescheder et al. 2018)
     g_ema: float = 0.0  # sample from an exponential moving average of G's weights with this decay (0: off)
+    unroll: int = 0  # unrolled GAN: G's loss against D after this many more differentiable D steps (0: off)
+    unroll_first_order: bool = False  # unrolled GAN without the gradient through D's unrolled steps
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -174,6 +177,12 @@ class TrainConfig:
         need(self.batch_size % self.pack == 0,
              f"batch_size ({self.batch_size}) must be a multiple of pack ({self.pack})")
         need(self.pack == 1 or self.model != "cgan", "pack does not combine with cgan's labels: use pack=1")
+        need(isinstance(self.unroll, int) and not isinstance(self.unroll, bool) and self.unroll >= 0,
+             f"unroll must be an int >= 0 (0: off), got {self.unroll!r}")
+        need(not self.unroll or self.model in UNROLL_MODELS,
+             f"unroll (--unroll) is for the models {', '.join(UNROLL_MODELS)}, not {self.model}")
+        need(not self.unroll_first_order or self.unroll >= 1,
+             "unroll_first_order (--unroll-first-order) needs unroll >= 1 (--unroll K)")
         backend.check_device(self.device)
 
 
@@ -445,12 +454,19 @@ class Trainer:
             labels = self._sample_labels(c.batch_size)
             z = self._sample_noise(c.batch_size)
             fake = self.G(z, labels) if self.num_classes else self.G(z)
-        self.D.requires_grad_(False)
-        d_fake_g = self._D(fake, labels)
-        self.D.requires_grad_(True)
+        if c.unroll:
+            d_fake_g = self._D_unrolled(fake, labels)
+        else:
+            self.D.requires_grad_(False)
+            d_fake_g = self._D(fake, labels)
+            self.D.requires_grad_(True)
         loss_g = losses.generator_loss(self.loss, d_fake_g)
         self.opt_g.zero_grad()
-        loss_g.backward()
+        if c.unroll:  # only G's gradient: the unrolled steps' own weight gradients are not wanted
+            for p, g in zip(self.G.parameters(), npgan.grad(loss_g, list(self.G.parameters()), allow_unused=True)):
+                p.grad = g
+        else:
+            loss_g.backward()
         self.opt_g.step()
         if self.g_ema is not None:
             self.g_ema.update()
@@ -459,6 +475,43 @@ class Trainer:
             row["d_g_z2"] = npgan.functional.sigmoid(d_fake_g).mean()
         self.step += 1
         return row
+
+    # -- unrolled GAN -------------------------------------------------------------------------------------
+    def _D_unrolled(self, fake, labels):
+        """D's scores of G's ``fake`` batch, with D's weights after ``unroll`` more differentiable steps.
+
+        The scheme of Metz et al. 2016: D's real update is the ordinary optimizer step of the critic loop
+        above; G's loss is then taken against D unrolled K steps further from those weights (with D's
+        optimizer's own hyperparameters and moments, on K fresh real batches and fresh fakes), and G's
+        gradient flows through the K steps, second derivatives included (the paper's full method: the
+        second-order term is what makes unrolling work against mode collapse). ``unroll_first_order`` cuts
+        the unrolled weights from G's graph instead: the cheaper surrogate, to compare against. The unrolled
+        steps use D's adversarial loss (with label smoothing and instance noise), not its penalties.
+        Batches and noise come from the trainer's own generators, so a run still resumes exactly.
+        """
+        from npgan.gan.unrolled import unroll_discriminator  # noqa: PLC0415
+
+        c = self.config
+        params = unroll_discriminator(self.D, self.opt_d, self._unrolled_d_loss, c.unroll, c.unroll_first_order)
+        return self._D_with(params, fake, labels)
+
+    def _unrolled_d_loss(self, params):
+        """D's loss on a fresh real batch and fresh fakes, with D's weights ``params`` (one unrolled step)."""
+        c = self.config
+        real, labels = self._real_batch()
+        z = self._sample_noise(real.shape[0])
+        g_inputs = (z, labels) if self.num_classes else (z,)
+        with npgan.set_grad_enabled(not c.unroll_first_order):  # first order: no path from these fakes to G
+            fake = nn.functional_call(self.G, {}, *g_inputs)  # G's BatchNorm statistics stay as they are
+        d_real = self._D_with(params, real, labels)
+        d_fake = self._D_with(params, fake, labels)
+        return losses.discriminator_loss(self.loss, d_real, d_fake, real_label=1.0 - c.label_smoothing)
+
+    def _D_with(self, params, x, labels):
+        """``_D`` (instance noise, packing) with D's parameters replaced by ``params``."""
+        x = pack_samples(self._instance_noise(x), self.config.pack)
+        inputs = (x, labels) if self.num_classes else (x,)
+        return nn.functional_call(self.D, params, *inputs)
 
     # -- the loop ----------------------------------------------------------------------------------------
     def paths(self) -> dict:

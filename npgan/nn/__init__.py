@@ -23,9 +23,10 @@ from npgan.nn.layers import (
     Unflatten,
 )
 from npgan.nn.module import IncompatibleKeys, Module, Parameter, Sequential, StateDictError
+from npgan.nn.stateless import functional_call
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
     "IncompatibleKeys", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Module", "Parameter", "ReLU", "Sequential",
-    "Sigmoid", "StateDictError", "Tanh", "Unflatten", "init",
+    "Sigmoid", "StateDictError", "Tanh", "Unflatten", "functional_call", "init",
 ]

@@ -12,7 +12,7 @@ import numbers
 from npgan import backend
 from npgan import functional as F
 from npgan.autograd import Tensor, as_tensor, ones, zeros
-from npgan.nn import init
+from npgan.nn import init, stateless
 from npgan.nn.module import Module, Parameter
 
 __all__ = [
@@ -293,13 +293,15 @@ class _BatchNorm(Module):
                 f"{_shape_text(x.shape)}; use a batch of 2 or more, or eval()"
             )
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        # Inside nn.functional_call (a trial forward pass) the running statistics are left alone.
+        update_stats = self.training and self.track_running_stats and not stateless.running_stats_frozen()
+        if update_stats:
             self.num_batches_tracked.data += 1
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.data)
         # Batch statistics when training, or when there are no running statistics to use.
         use_batch_stats = self.training or self.running_mean is None
-        track = not use_batch_stats or self.track_running_stats
+        track = not use_batch_stats or update_stats
         return F.batch_norm(
             x,
             self.running_mean.data if track else None,
