@@ -86,6 +86,7 @@ class MLPGenerator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z, labels=None):
+        """z (N, nz) [and labels (N,) when conditional] -> samples (N, *out_shape)."""
         labels = _check_labels(labels, self.num_classes, z.shape[0], "MLPGenerator")
         h = z.reshape(z.shape[0], -1)
         if labels is not None:
@@ -118,6 +119,7 @@ class MLPDiscriminator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, x, labels=None):
+        """x (N, *in_shape) [and labels (N,) when conditional] -> one raw score per sample (N,)."""
         labels = _check_labels(labels, self.num_classes, x.shape[0], "MLPDiscriminator")
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"MLPDiscriminator expected inputs of shape (N, {', '.join(map(str, self.in_shape))}), "
@@ -175,6 +177,7 @@ class DCGANGenerator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, z, labels=None):
+        """z (N, nz) or (N, nz, 1, 1) [and labels (N,) when conditional] -> images (N, nc, S, S) in [-1, 1]."""
         labels = _check_labels(labels, self.num_classes, z.shape[0], "DCGANGenerator")
         if z.ndim == 2:
             z = z.reshape(z.shape[0], z.shape[1], 1, 1)
@@ -218,6 +221,7 @@ class DCGANDiscriminator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, x, labels=None):
+        """images (N, nc, S, S) [and labels (N,) when conditional] -> one raw score per image (N,)."""
         labels = _check_labels(labels, self.num_classes, x.shape[0], "DCGANDiscriminator")
         expected = (self.nc, self.image_size, self.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
