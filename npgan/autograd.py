@@ -49,7 +49,11 @@ class _GradMode(contextlib.ContextDecorator):
 
 class set_grad_enabled(_GradMode):
     """``set_grad_enabled(False)`` switches recording off at once (as in PyTorch); as a context manager
-    (``with set_grad_enabled(mode):``) the previous mode comes back at the end of the block."""
+    (``with set_grad_enabled(mode):``) the previous mode comes back at the end of the block.
+
+    >>> with npgan.set_grad_enabled(False): npgan.is_grad_enabled()
+    False
+    """
 
     def __init__(self, mode: bool):
         global _grad_enabled
@@ -67,7 +71,11 @@ class set_grad_enabled(_GradMode):
 
 
 class no_grad(_GradMode):
-    """``with npgan.no_grad():`` (or ``@npgan.no_grad()``, ``@npgan.no_grad``): ops record no graph."""
+    """``with npgan.no_grad():`` (or ``@npgan.no_grad()``, ``@npgan.no_grad``): ops record no graph.
+
+    >>> with npgan.no_grad(): (npgan.ones(2, requires_grad=True) * 2.0).requires_grad
+    False
+    """
 
     def __new__(cls, func=None):
         self = super().__new__(cls)
@@ -377,7 +385,11 @@ def _exclusive(array, claimed: set):
 
 
 def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
-    """A new leaf tensor from ``data``; Python floats become float32, arrays keep their dtype."""
+    """A new leaf tensor from ``data``; Python floats become float32, arrays keep their dtype.
+
+    >>> npgan.tensor([[1.0, 2.0]], requires_grad=True).shape, npgan.tensor([1, 2]).dtype
+    ((1, 2), dtype('int64'))
+    """
     array = _as_array(data, dtype, device)
     if isinstance(data, Tensor) or (backend.is_array(data) and array is data):
         array = array.copy()
@@ -385,7 +397,11 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
 
 
 def as_tensor(obj, like: Tensor | None = None) -> Tensor:
-    """``obj`` as a Tensor; Python scalars take the dtype and device of ``like`` (no float64 promotion)."""
+    """``obj`` as a Tensor; Python scalars take the dtype and device of ``like`` (no float64 promotion).
+
+    >>> npgan.as_tensor(2.0, like=npgan.zeros(1, dtype="float64")).dtype
+    dtype('float64')
+    """
     if isinstance(obj, Tensor):
         return obj
     if isinstance(obj, numbers.Number) and like is not None:
@@ -626,6 +642,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False, retain_
 
     ``create_graph=True`` records the gradient computation so it can be differentiated again (the
     gradient penalty of WGAN-GP). ``retain_graph`` defaults to ``create_graph``.
+
+    >>> x = npgan.tensor([3.0], requires_grad=True); npgan.grad((x ** 3).sum(), x)   # 3 x^2
+    (tensor([27.], dtype=float32),)
     """
     single_output = isinstance(outputs, Tensor)
     outputs = [outputs] if single_output else list(outputs)
@@ -704,14 +723,22 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Ten
 
 
 def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Standard normal samples from npgan's host generator (``npgan.manual_seed``)."""
+    """Standard normal samples from npgan's host generator (``npgan.manual_seed``).
+
+    >>> npgan.manual_seed(0); npgan.randn(64, 100).shape     # a batch of DCGAN noise
+    (64, 100)
+    """
     data = backend.random_normal(_shape(shape), backend.host_dtype(dtype or backend.DEFAULT_DTYPE),
                                  device or "cpu")
     return Tensor(data, requires_grad=requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Uniform samples in [0, 1) from npgan's host generator."""
+    """Uniform samples in [0, 1) from npgan's host generator.
+
+    >>> float(npgan.rand(1000).max()) < 1.0
+    True
+    """
     data = backend.random_uniform(_shape(shape), 0.0, 1.0,
                                   backend.host_dtype(dtype or backend.DEFAULT_DTYPE), device or "cpu")
     return Tensor(data, requires_grad=requires_grad)

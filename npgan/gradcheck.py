@@ -44,6 +44,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, grad_outputs=None, see
     ``inputs``: Tensors (float64). Those with ``requires_grad=True`` are checked. Raises
     ``GradcheckError`` naming the function, the input and the worst element (or returns False when
     ``raise_exception=False``).
+
+    >>> npgan.gradcheck(lambda t: (t * t).sum(), [npgan.randn(3, dtype="float64", requires_grad=True)])
+    True
     """
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
@@ -101,7 +104,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, grad_outputs=None, see
 
 
 def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exception=True) -> bool:
-    """Check second derivatives: gradcheck of ``x, v -> grad(fn(x), x, v, create_graph=True)``."""
+    """Check second derivatives: gradcheck of ``x, v -> grad(fn(x), x, v, create_graph=True)``.
+
+    >>> npgan.gradgradcheck(lambda t: t.tanh(), [npgan.randn(3, dtype="float64", requires_grad=True)])
+    True
+    """
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     outputs = _as_outputs(fn(*inputs))

@@ -18,7 +18,11 @@ LOSSES = ("minimax", "non-saturating", "wasserstein", "hinge")
 
 
 def discriminator_loss(kind, real, fake, real_label=1.0):
-    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing."""
+    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing.
+
+    >>> discriminator_loss("wasserstein", npgan.tensor([2.0, 4.0]), npgan.tensor([1.0, 1.0]))
+    tensor(-2., dtype=float32)
+    """
     if kind in ("minimax", "non-saturating"):
         # -log D(x) - log(1 - D(G(z))) as binary cross-entropy on the logits
         real_target = npgan.full(real.shape, real_label, dtype=real.dtype, device=real.device)
@@ -33,7 +37,11 @@ def discriminator_loss(kind, real, fake, real_label=1.0):
 
 
 def generator_loss(kind, fake):
-    """G's loss on D's scores of a fake batch."""
+    """G's loss on D's scores of a fake batch.
+
+    >>> generator_loss("non-saturating", npgan.zeros(4))     # -log sigmoid(0) = log 2
+    tensor(0.6931472, dtype=float32)
+    """
     if kind == "minimax":
         return -F.softplus(fake).mean()  # log(1 - sigmoid(s)) = -softplus(s): saturates when D wins
     if kind == "non-saturating":
@@ -56,6 +64,9 @@ def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
 
     The gradient is taken with ``create_graph=True`` so the penalty itself can be differentiated with
     respect to the critic's weights: a second derivative through every layer of the critic.
+
+    >>> critic = nn.Linear(2, 1); gradient_penalty(critic, npgan.randn(8, 2), npgan.randn(8, 2)).shape
+    ()
     """
     squared = _squared_input_gradient_norms(critic, interpolate(real, fake), labels)
     norm = (squared + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0
@@ -67,6 +78,9 @@ def r1_penalty(critic, real, labels=None):
 
     It flattens D around the real data, so G's samples settle on it instead of circling it. Like the
     gradient penalty, it is differentiated again with respect to D's weights (``create_graph=True``).
+
+    >>> r1_penalty(nn.Linear(2, 1), npgan.randn(8, 2)).shape
+    ()
     """
     return _squared_input_gradient_norms(critic, real.detach().requires_grad_(True), labels).mean()
 

@@ -21,7 +21,11 @@ __all__ = ["IncompatibleKeys", "Module", "Parameter", "Sequential", "StateDictEr
 
 
 class Parameter(Tensor):
-    """A Tensor that is a weight of a Module: it requires grad and is registered on assignment."""
+    """A Tensor that is a weight of a Module: it requires grad and is registered on assignment.
+
+    >>> nn.Parameter(npgan.zeros(3)).requires_grad
+    True
+    """
 
     def __init__(self, data, requires_grad: bool = True):
         array = data.data if isinstance(data, Tensor) else _as_array(data)  # shares a Tensor's array
@@ -49,7 +53,17 @@ def _add_indent(text: str, spaces: int) -> str:
 
 
 class Module:
-    """Base class of every layer and model: subclasses set attributes in ``__init__`` and define ``forward``."""
+    """Base class of every layer and model: subclasses set attributes in ``__init__`` and define ``forward``.
+
+    >>> class Critic(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden, self.out = nn.Linear(2, 8), nn.Linear(8, 1)   # registered by assignment
+    ...     def forward(self, x):
+    ...         return self.out(self.hidden(x).relu())
+    >>> [name for name, p in Critic().named_parameters()]
+    ['hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
+    """
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())

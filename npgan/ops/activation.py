@@ -168,7 +168,11 @@ def _loss_pair(op, input, target):
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor:
-    """-[t log s(x) + (1 - t) log(1 - s(x))] = softplus(x) - t x, stable for logits of +-1000."""
+    """-[t log s(x) + (1 - t) log(1 - s(x))] = softplus(x) - t x, stable for logits of +-1000.
+
+    >>> F.binary_cross_entropy_with_logits(npgan.zeros(4), npgan.ones(4))      # log 2
+    tensor(0.6931472, dtype=float32)
+    """
     logits, target = _loss_pair("binary_cross_entropy_with_logits", logits, target)
     return _reduce(softplus(logits) - logits * target, reduction, "binary_cross_entropy_with_logits")
 
@@ -176,7 +180,11 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor
 def binary_cross_entropy(probs, target, reduction="mean", eps=1e-7) -> Tensor:
     """BCE on probabilities (after a sigmoid). Probabilities are clamped to [eps, 1 - eps] so the loss
     and its gradient stay finite at 0 and 1 (where the gradient is then 0); PyTorch clamps log at -100
-    instead, so the two differ only for saturated probabilities. Prefer the ``_with_logits`` form."""
+    instead, so the two differ only for saturated probabilities. Prefer the ``_with_logits`` form.
+
+    >>> F.binary_cross_entropy(npgan.full((4,), 0.5), npgan.ones(4))
+    tensor(0.6931472, dtype=float32)
+    """
     probs, target = _loss_pair("binary_cross_entropy", probs, target)
     from npgan.ops.core import clip  # noqa: PLC0415
 
@@ -196,7 +204,11 @@ def mse_loss(input, target, reduction="mean") -> Tensor:
 
 
 def log_softmax(x, axis=-1, *, dim=None) -> Tensor:
-    """log(softmax(x)) along ``axis`` (``dim=`` is PyTorch's name for it)."""
+    """log(softmax(x)) along ``axis`` (``dim=`` is PyTorch's name for it).
+
+    >>> F.log_softmax(npgan.zeros(1, 2), dim=1)
+    tensor([[-0.6931472, -0.6931472]], dtype=float32)
+    """
     from npgan.ops.core import max as max_  # noqa: PLC0415
 
     axis = _one_axis(axis if dim is None else dim, x.ndim, "softmax")
@@ -214,7 +226,11 @@ def softmax(x, axis=-1, *, dim=None) -> Tensor:
 
 
 def cross_entropy(logits, labels, reduction="mean") -> Tensor:
-    """Softmax cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,)."""
+    """Softmax cross-entropy of ``logits`` (N, C) against integer ``labels`` (N,).
+
+    >>> F.cross_entropy(npgan.zeros(3, 10), npgan.tensor([1, 5, 9]))     # log 10
+    tensor(2.3025851, dtype=float32)
+    """
     from npgan.ops.core import getitem  # noqa: PLC0415
 
     labels = labels.data if isinstance(labels, Tensor) else labels

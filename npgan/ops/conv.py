@@ -310,7 +310,11 @@ def _add_bias(y, bias):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
-    """2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W), weight (O, C, KH, KW)."""
+    """2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W), weight (O, C, KH, KW).
+
+    >>> F.conv2d(npgan.zeros(2, 1, 28, 28), npgan.zeros(8, 1, 4, 4), stride=2, padding=1).shape
+    (2, 8, 14, 14)
+    """
     _check_conv_input("conv2d", x, weight, 1)
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     if min(stride) < 1 or min(padding) < 0:
@@ -328,7 +332,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0) -> Tensor:
     """Transposed convolution: x (N, C, H, W), weight (C, O, KH, KW) -> (N, O, OH, OW), with
-    OH = (H - 1) * SH - 2 PH + KH + output_padding."""
+    OH = (H - 1) * SH - 2 PH + KH + output_padding.
+
+    >>> F.conv_transpose2d(npgan.zeros(2, 8, 14, 14), npgan.zeros(8, 1, 4, 4), stride=2, padding=1).shape
+    (2, 1, 28, 28)
+    """
     _check_conv_input("conv_transpose2d", x, weight, 0)
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     output_padding = _pair(output_padding, "output_padding")
@@ -348,7 +356,11 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 
 def conv2d_grad_weight(x, gy, kernel_size, stride=1, padding=0) -> Tensor:
-    """The weight gradient of conv2d as a differentiable op (exposed for learners and tests)."""
+    """The weight gradient of conv2d as a differentiable op (exposed for learners and tests).
+
+    >>> F.conv2d_grad_weight(npgan.zeros(2, 1, 28, 28), npgan.zeros(2, 8, 14, 14), 4, 2, 1).shape
+    (8, 1, 4, 4)
+    """
     return Conv2dGradWeight(_pair(kernel_size, "kernel_size"), _pair(stride, "stride"),
                             _pair(padding, "padding"))(x, gy)
 
@@ -377,7 +389,14 @@ class Linear(Function):
 
 
 def linear(x, weight, bias=None) -> Tensor:
-    """y = x weight^T + b, with weight (out_features, in_features) as PyTorch."""
+    """y = x weight^T + b, with weight (out_features, in_features) as PyTorch.
+
+    >>> F.linear(npgan.zeros(4, 3), npgan.zeros(2, 3), npgan.ones(2))
+    tensor([[1., 1.],
+           [1., 1.],
+           [1., 1.],
+           [1., 1.]], dtype=float32)
+    """
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {weight.shape}")
     if x.ndim < 1 or x.shape[-1] != weight.shape[1]:

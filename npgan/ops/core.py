@@ -427,7 +427,11 @@ def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None) -> Tensor:  # n
 
 
 def var(x, axis=None, keepdims=False, correction=1, *, dim=None, keepdim=None, unbiased=None) -> Tensor:
-    """Variance with Bessel's ``correction`` (1 by default, as PyTorch; 0 for the population variance)."""
+    """Variance with Bessel's ``correction`` (1 by default, as PyTorch; 0 for the population variance).
+
+    >>> F.var(npgan.tensor([1.0, 3.0])), F.var(npgan.tensor([1.0, 3.0]), correction=0)
+    (tensor(2., dtype=float32), tensor(1., dtype=float32))
+    """
     axis, keepdims = _reduce_args(axis, keepdims, dim, keepdim)
     if unbiased is not None:
         correction = 1 if unbiased else 0
@@ -588,6 +592,9 @@ def transpose(x, *axes) -> Tensor:
     """Permute axes (NumPy style: ``transpose(x, (1, 0, 2))``; none reverses them).
 
     With exactly two ints (not a tuple) it swaps those two dims, as ``torch.transpose(x, 0, 1)``.
+
+    >>> F.transpose(npgan.zeros(2, 3)).shape, F.transpose(npgan.zeros(2, 3, 4), 0, 2).shape
+    ((3, 2), (4, 3, 2))
     """
     as_permutation = len(axes) == 1 and isinstance(axes[0], (tuple, list))
     if as_permutation:
@@ -718,7 +725,11 @@ class Concatenate(Function):
 
 
 def concatenate(tensors, axis=0, *, dim=None) -> Tensor:
-    """Join tensors along an existing axis (``dim=`` is PyTorch's name for it)."""
+    """Join tensors along an existing axis (``dim=`` is PyTorch's name for it).
+
+    >>> F.concatenate([npgan.zeros(2, 3), npgan.ones(1, 3)], dim=0).shape
+    (3, 3)
+    """
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
@@ -739,7 +750,11 @@ cat = concatenate
 
 
 def stack(tensors, axis=0, *, dim=None) -> Tensor:
-    """Join same-shaped tensors along a new axis (``dim=`` is PyTorch's name for it)."""
+    """Join same-shaped tensors along a new axis (``dim=`` is PyTorch's name for it).
+
+    >>> F.stack([npgan.zeros(3), npgan.ones(3)], dim=0).shape
+    (2, 3)
+    """
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
@@ -768,7 +783,11 @@ class Pad(Function):
 
 
 def pad(x, pad_width, value=0.0) -> Tensor:
-    """Constant padding, NumPy style: ``pad_width`` is ``((before, after),)`` per axis (or one int)."""
+    """Constant padding, NumPy style: ``pad_width`` is ``((before, after),)`` per axis (or one int).
+
+    >>> F.pad(npgan.ones(2), 1)
+    tensor([0., 1., 1., 0.], dtype=float32)
+    """
     if isinstance(pad_width, numbers.Integral):
         pad_width = ((int(pad_width), int(pad_width)),) * x.ndim
     pad_width = tuple((int(b), int(a)) for b, a in pad_width)

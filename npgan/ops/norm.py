@@ -127,6 +127,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     variance; ``running_mean`` / ``running_var`` (raw arrays, may be None) are updated in place:
     running = (1 - momentum) * running + momentum * batch, using the unbiased variance (as PyTorch).
     eval: the running statistics replace the batch ones.
+
+    >>> F.batch_norm(npgan.randn(8, 3), None, None, training=True).mean(axis=0).abs().max().item() < 1e-6
+    True
     """
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"batch_norm: expected input (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}")
@@ -156,7 +159,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
-    """Normalise over the last ``len(normalized_shape)`` axes of each sample (biased variance)."""
+    """Normalise over the last ``len(normalized_shape)`` axes of each sample (biased variance).
+
+    >>> F.layer_norm(npgan.randn(2, 5), 5).shape
+    (2, 5)
+    """
     if isinstance(normalized_shape, numbers.Integral):
         normalized_shape = (int(normalized_shape),)
     normalized_shape = tuple(normalized_shape)
@@ -174,7 +181,11 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
 
 
 def dropout(x, p=0.5, training=True) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1 / (1 - p) (inverted dropout)."""
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) (inverted dropout).
+
+    >>> F.dropout(npgan.ones(4), 0.5, training=False)
+    tensor([1., 1., 1., 1.], dtype=float32)
+    """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
@@ -186,7 +197,12 @@ def dropout(x, p=0.5, training=True) -> Tensor:
 
 
 def embedding(indices, weight) -> Tensor:
-    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` (any shape)."""
+    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` (any shape).
+
+    >>> F.embedding(npgan.tensor([2, 0]), npgan.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]))
+    tensor([[4., 5.],
+           [0., 1.]], dtype=float32)
+    """
     indices = indices.data if isinstance(indices, Tensor) else indices
     if not backend.is_array(indices):
         indices = as_tensor(indices).data
