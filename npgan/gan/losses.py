@@ -18,11 +18,7 @@ LOSSES = ("minimax", "non-saturating", "wasserstein", "hinge")
 
 
 def discriminator_loss(kind, real, fake, real_label=1.0):
-    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing.
-
-    >>> discriminator_loss("wasserstein", npgan.tensor([2.0, 4.0]), npgan.tensor([1.0, 1.0]))
-    tensor(-2., dtype=float32)
-    """
+    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing."""
     if kind in ("minimax", "non-saturating"):
         # -log D(x) - log(1 - D(G(z))) as binary cross-entropy on the logits
         real_target = npgan.full(real.shape, real_label, dtype=real.dtype, device=real.device)
