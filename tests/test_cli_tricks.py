@@ -53,7 +53,7 @@ def test_tricks_without_meaning_for_the_nets_or_loss_are_refused_naming_the_flag
 
 def test_label_and_noise_tricks_work_on_the_toys(tmp_path):
     args = ["--soft-labels", "0.7,1.2", "--flip-labels", "0.05", "--g-layer-noise", "0.1", "--clip-grad-norm", "5",
-            "--g-dropout", "0.2", "--g-dropout-at-sampling", "--g-norm", "virtual"]
+            "--g-dropout", "0.2", "--g-dropout-at-sampling", "--g-norm", "virtual", "--g-ema", "0.9"]
     assert main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "run")] + TOY + args) == 0
 
 
