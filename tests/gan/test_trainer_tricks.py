@@ -184,3 +184,14 @@ def test_bad_trick_settings_are_errors_naming_the_field(tmp_path, field, value, 
 def test_tricks_are_refused_where_the_nets_or_the_loss_give_them_no_meaning(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         Trainer(TrainConfig(**dict(overrides, out=str(tmp_path))), progress=False)
+
+
+@pytest.mark.parametrize("base, g_norm, kind, count", [
+    (TINY, "default", nn.BatchNorm2d, 3), (TINY, "none", nn.BatchNorm2d, 0), (TINY, "virtual", nn.VirtualBatchNorm, 3),
+    (TOY, "default", nn.BatchNorm1d, 0), (TOY, "batch", nn.BatchNorm1d, 3), (TOY, "virtual", nn.VirtualBatchNorm, 3),
+])
+def test_g_norm_puts_the_asked_normalisation_in_g(tmp_path, base, g_norm, kind, count):
+    t = trainer(tmp_path, base, **({"model": "dcgan"} if base is TINY else {}), g_norm=g_norm)
+    assert sum(isinstance(m, kind) for m in t.G.modules()) == count
+    if g_norm in ("none", "virtual"):
+        assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in t.G.modules())
