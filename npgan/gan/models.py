@@ -222,6 +222,18 @@ def _conv_to(size_in, size_out):
     raise ValueError(f"no 3x3 or 4x4 conv takes {size_in}x{size_in} to {size_out}x{size_out}")
 
 
+def icnr_(conv: nn.Conv2d, upscale_factor: int) -> nn.Conv2d:
+    """ICNR initialisation (Aitken et al. 2017) of a conv followed by PixelShuffle(r): the r^2 output channels
+    that shuffle into one channel get the same kernel, so at the start conv + shuffle equals nearest
+    upsampling of one conv's output, with no checkerboard; training then lets the r^2 kernels differ.
+    """
+    r2 = upscale_factor * upscale_factor
+    weight = conv.weight.data
+    grouped = weight.reshape((weight.shape[0] // r2, r2) + tuple(weight.shape[1:]))  # a view of the weight
+    grouped[...] = grouped[:, :1].copy()
+    return conv
+
+
 def _upsampling(c_in, c_out, k, s, p, size_in, size_target, mode):
     """Layers that take (c_in, size_in) maps to (c_out, size_target) in the way ``mode`` names, and the size
     they actually reach.
@@ -231,6 +243,7 @@ def _upsampling(c_in, c_out, k, s, p, size_in, size_target, mode):
       where the transposed conv gave 2H + 1: 3 -> 7 in the 28x28 net).
     - pixelshuffle (Shi et al. 2016): a conv to 4 c_out channels, then PixelShuffle(2). An odd target
       (7 in the 28x28 net) is reached as 8, and the next conv (4x4) takes 8 back to the 7 it expects.
+      The generator initialises these convs with ICNR (``icnr_``) after its N(0, 0.02) initialisation.
     Stride-1 layers (the projection of z) stay transposed convolutions in every mode.
     """
     if mode == "convtranspose" or s == 1:
@@ -286,6 +299,9 @@ class DCGANGenerator(_ReferenceBatch, nn.Module):
         layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
+        for conv, shuffle in zip(layers, layers[1:]):
+            if isinstance(shuffle, nn.PixelShuffle):
+                icnr_(conv, shuffle.upscale_factor)
 
     def forward(self, z, labels=None):
         labels = _check_labels(labels, self.num_classes, z.shape[0], "DCGANGenerator")

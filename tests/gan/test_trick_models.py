@@ -23,6 +23,17 @@ def test_generator_upsampling_alternatives_keep_every_image_size(size, upsample,
     assert len(kinds(G, layer)) == (4 if size == 64 else 3)  # one per stride-2 layer of DCGAN's G
 
 
+def test_pixel_shuffle_generator_starts_without_checkerboard_icnr():
+    G = DCGANGenerator(nz=8, ngf=4, nc=1, image_size=32, upsample="pixelshuffle", norm=None)
+    layers = list(G.main)
+    for conv, shuffle in zip(layers, layers[1:]):
+        if isinstance(shuffle, nn.PixelShuffle):  # the 4 kernels that shuffle into one channel are equal
+            w = conv.weight.numpy().reshape(-1, 4, *conv.weight.shape[1:])
+            assert np.array_equal(w, np.broadcast_to(w[:, :1], w.shape)) and w.std() > 0
+    image = G(npgan.randn(1, 8)).numpy()[0, 0]
+    assert np.array_equal(image[0::2, 0::2], image[1::2, 1::2])  # each 2x2 block is one value at the start
+
+
 @pytest.mark.parametrize("size", [28, 32, 64])
 def test_average_pooling_critic_has_no_strided_conv_and_keeps_the_sizes(size):
     D = DCGANDiscriminator(ndf=4, nc=1, image_size=size, downsample="avgpool", norm="instance")
