@@ -35,6 +35,19 @@ _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
 _non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_flip_probability = _number(float, lambda v: 0.0 <= v < 0.5, "a probability in [0, 0.5)")
+
+
+def _label_range(text):
+    """``LOW,HIGH`` -> (low, high), 0 <= low <= high: the range soft real labels are drawn from."""
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers, e.g. 0.7,1.2), got {text!r}") from None
+    if not 0.0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {low},{high}")
+    return low, high
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--g-activation", choices=MLP_ACTIVATIONS,
                      help="hidden activation of the MLP generators (original GAN, toys): default leaky_relu; "
                           "relu for wgan-gp on the toys")
-    net.add_argument("--critic-norm", choices=("batch", "layer", "none"), default="default",
-                     help="normalisation in D (default: batch; none for wgan-gp)")
+    net.add_argument("--critic-norm", choices=("batch", "layer", "instance", "none"), default="default",
+                     help="normalisation in D (default: batch; none for wgan-gp); instance: InstanceNorm2d "
+                          "(DCGAN nets)")
+    net.add_argument("--g-norm", choices=("batch", "virtual", "none"), default="default",
+                     help="normalisation in G: batch, virtual (virtual batch norm with a fixed reference batch "
+                          "of z, Salimans et al. 2016) or none (default: the model's, batch for DCGAN nets)")
+    net.add_argument("--g-upsample", choices=("convtranspose", "pixelshuffle", "nearest"), default="convtranspose",
+                     help="DCGAN G's upsampling: transposed conv (default), conv + PixelShuffle, or nearest "
+                          "upsampling + conv")
+    net.add_argument("--d-downsample", choices=("strided", "avgpool"), default="strided",
+                     help="DCGAN D's downsampling: strided conv (default) or conv + average pooling")
+    net.add_argument("--cond", choices=("embed", "channel"), default="embed",
+                     help="cgan's D reads the label embedded as one input plane (default) or as one-hot "
+                          "label planes (channel)")
     loop = train.add_argument_group("training")
     length = loop.add_mutually_exclusive_group()
     defaults = ", ".join(f"{name} {variant.steps}" for name, variant in VARIANTS.items())
@@ -102,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "D steps, gradient through them (Metz et al. 2016; 0: off)")
     tricks.add_argument("--unroll-first-order", action="store_true",
                         help="with --unroll: no gradient through D's unrolled steps (the cheaper surrogate)")
+    tricks.add_argument("--soft-labels", type=_label_range, metavar="LOW,HIGH",
+                        help="D's real labels drawn uniformly from [LOW, HIGH] per sample (e.g. 0.7,1.2)")
+    tricks.add_argument("--flip-labels", type=_flip_probability, default=0.0, metavar="P",
+                        help="swap D's real and fake label of each sample with probability P (e.g. 0.05)")
+    tricks.add_argument("--g-layer-noise", type=_non_negative_float, default=0.0, metavar="STD",
+                        help="Gaussian noise on every hidden layer of G, std decaying linearly to 0")
+    tricks.add_argument("--clip-grad-norm", type=_non_negative_float, default=0.0, metavar="MAX",
+                        help="clip each net's gradient norm to MAX before its step (0: off)")
+    tricks.add_argument("--g-dropout-at-sampling", action="store_true",
+                        help="keep G's dropout (--g-dropout) on when sampling: pictures, metrics, npgan sample")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     run.add_argument("--seed", type=_non_negative_int, default=0)
@@ -172,6 +207,9 @@ def cmd_train(args) -> int:
             label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
             g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
             g_ema=args.g_ema, unroll=args.unroll, unroll_first_order=args.unroll_first_order,
+            g_norm=args.g_norm, soft_labels=args.soft_labels, flip_labels=args.flip_labels,
+            g_layer_noise=args.g_layer_noise, g_upsample=args.g_upsample, d_downsample=args.d_downsample,
+            cond=args.cond, clip_grad_norm=args.clip_grad_norm, g_dropout_sample=args.g_dropout_at_sampling,
             device=args.device, seed=args.seed, out=out, log_every=args.log_every,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
         )
@@ -245,6 +283,10 @@ def cmd_sample(args) -> int:
 
     G, info = _load(args.checkpoint, args.device, averaged=not args.no_ema)
     z, labels = _generator_inputs(info, args.n, args.seed, args.label, args.device)
+    if info["config"].g_dropout_sample:  # dropout at sampling: its masks follow --seed too
+        import npgan  # noqa: PLC0415
+
+        npgan.manual_seed(args.seed)
     samples = _generate(G, z, labels, args.device)
     out = args.out
     if out.endswith(".npy"):

@@ -63,12 +63,15 @@ from npgan.ops.core import (
     view,
     where,
 )
-from npgan.ops.norm import batch_norm, dropout, embedding, layer_norm
+from npgan.ops.norm import batch_norm, dropout, embedding, instance_norm, layer_norm, virtual_batch_norm
+from npgan.ops.pool import avg_pool2d, pixel_shuffle, pixel_unshuffle, upsample_nearest
 
 __all__ = [
-    "batch_norm", "conv2d", "conv2d_grad_weight", "conv_transpose2d", "dropout", "embedding", "layer_norm",
-    "linear", "abs", "add", "binary_cross_entropy", "binary_cross_entropy_with_logits", "broadcast_to", "cast",
-    "cat", "clamp", "clip", "concatenate", "copy", "cross_entropy", "div", "exp", "flatten", "getitem",
+    "avg_pool2d", "batch_norm", "conv2d", "conv2d_grad_weight", "conv_transpose2d", "dropout", "embedding",
+    "instance_norm", "layer_norm", "linear", "pixel_shuffle", "pixel_unshuffle", "upsample_nearest",
+    "virtual_batch_norm", "abs", "add", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "broadcast_to", "cast", "cat", "clamp", "clip", "concatenate", "copy", "cross_entropy", "div", "exp",
+    "flatten", "getitem",
     "leaky_relu", "log", "log_sigmoid", "log_softmax", "matmul", "max", "maximum", "mean", "min",
     "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid", "softmax",
     "softplus", "sqrt", "squeeze", "stack", "std", "sub", "sum", "sum_to", "tanh", "to_device",

@@ -17,12 +17,17 @@ import npgan.functional as F
 LOSSES = ("minimax", "non-saturating", "wasserstein", "hinge")
 
 
-def discriminator_loss(kind, real, fake, real_label=1.0):
-    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing."""
+def discriminator_loss(kind, real, fake, real_label=1.0, fake_label=0.0):
+    """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing.
+
+    Either label may also be a Tensor of one target per score (soft and flipped labels).
+    """
     if kind in ("minimax", "non-saturating"):
         # -log D(x) - log(1 - D(G(z))) as binary cross-entropy on the logits
-        real_target = npgan.full(real.shape, real_label, dtype=real.dtype, device=real.device)
-        fake_target = npgan.zeros(fake.shape, dtype=fake.dtype, device=fake.device)
+        real_target = real_label if isinstance(real_label, npgan.Tensor) else \
+            npgan.full(real.shape, real_label, dtype=real.dtype, device=real.device)
+        fake_target = fake_label if isinstance(fake_label, npgan.Tensor) else \
+            npgan.full(fake.shape, fake_label, dtype=fake.dtype, device=fake.device)
         return (F.binary_cross_entropy_with_logits(real, real_target)
                 + F.binary_cross_entropy_with_logits(fake, fake_target))
     if kind == "wasserstein":

@@ -30,6 +30,8 @@ from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
 from npgan.gan.models import (
+    D_DOWNSAMPLING,
+    G_UPSAMPLING,
     MLP_ACTIVATIONS,
     DCGANDiscriminator,
     DCGANGenerator,
@@ -131,6 +133,16 @@ class TrainConfig:
     g_ema: float = 0.0  # sample from an exponential moving average of G's weights with this decay (0: off)
     unroll: int = 0  # unrolled GAN: G's loss against D after this many more differentiable D steps (0: off)
     unroll_first_order: bool = False  # unrolled GAN without the gradient through D's unrolled steps
+    # soumith/ganhacks' remaining tricks (docs/TRICKS.md)
+    g_norm: str = "default"  # G's normalisation: batch, virtual (Salimans et al. 2016) or none; default: the model's
+    soft_labels: tuple | None = None  # (low, high): D's real labels ~ U[low, high], per sample and step
+    flip_labels: float = 0.0  # probability that a sample's real/fake label is swapped for D
+    g_layer_noise: float = 0.0  # std of Gaussian noise after every hidden layer of G, decaying linearly to 0
+    g_upsample: str = "convtranspose"  # DCGAN G's upsampling: convtranspose, pixelshuffle or nearest (+ conv)
+    d_downsample: str = "strided"  # DCGAN D's downsampling: strided conv or avgpool (conv + AvgPool2d)
+    cond: str = "embed"  # cgan's D: the label embedded as one plane, or as one-hot "channel" planes
+    clip_grad_norm: float = 0.0  # clip each net's gradient norm to this before its step (0: off)
+    g_dropout_sample: bool = False  # keep G's dropout on when sampling (pictures, metrics, npgan sample)
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -140,6 +152,10 @@ class TrainConfig:
     num_samples: int = 64  # size of the fixed-noise sample grid
     metrics: bool = True
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.soft_labels, list):  # a checkpoint's config stores the pair as a list
+            self.soft_labels = tuple(self.soft_labels)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (the Trainer calls this before building anything)."""
@@ -162,8 +178,8 @@ class TrainConfig:
             need(value is None or 0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
         need(self.gp_lambda is None or self.gp_lambda >= 0, f"gp_lambda must be >= 0, got {self.gp_lambda}")
         need(self.loss is None or self.loss in losses.LOSSES, f"loss must be one of {losses.LOSSES}, got {self.loss!r}")
-        need(self.critic_norm in ("default", "batch", "layer", None, "none"),
-             f"critic_norm must be one of batch, layer, none, got {self.critic_norm!r}")
+        need(self.critic_norm in ("default", "batch", "layer", "instance", None, "none"),
+             f"critic_norm must be one of batch, layer, instance, none, got {self.critic_norm!r}")
         need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         need(self.instance_noise >= 0.0, f"instance_noise must be >= 0, got {self.instance_noise}")
         need(self.r1_gamma >= 0.0, f"r1_gamma must be >= 0, got {self.r1_gamma}")
@@ -183,6 +199,46 @@ class TrainConfig:
              f"unroll (--unroll) is for the models {', '.join(UNROLL_MODELS)}, not {self.model}")
         need(not self.unroll_first_order or self.unroll >= 1,
              "unroll_first_order (--unroll-first-order) needs unroll >= 1 (--unroll K)")
+        self._validate_tricks(need)
+
+    def _validate_tricks(self, need) -> None:
+        """The ganhacks fields: their values, and refusals where the nets or the loss give them no meaning."""
+        dcgan_nets = VARIANTS[self.model].nets == "dcgan" and self.dataset not in TOY_DATASETS
+        nets = "the DCGAN nets (dcgan, wgan, wgan-gp, cgan on images); the toys and gan use MLPs"
+        need(self.g_norm in ("default", "batch", "virtual", "none"),
+             f"g_norm must be one of batch, virtual, none (or default: the model's), got {self.g_norm!r}")
+        need(self.critic_norm != "instance" or dcgan_nets, f"critic_norm='instance' (--critic-norm) needs {nets}")
+        need(self.g_upsample in G_UPSAMPLING, f"g_upsample must be one of {G_UPSAMPLING}, got {self.g_upsample!r}")
+        need(self.g_upsample == "convtranspose" or dcgan_nets,
+             f"g_upsample={self.g_upsample!r} (--g-upsample) needs {nets}")
+        need(self.d_downsample in D_DOWNSAMPLING,
+             f"d_downsample must be one of {D_DOWNSAMPLING}, got {self.d_downsample!r}")
+        need(self.d_downsample == "strided" or dcgan_nets,
+             f"d_downsample={self.d_downsample!r} (--d-downsample) needs {nets}")
+        need(self.cond in ("embed", "channel"), f"cond must be embed or channel, got {self.cond!r}")
+        need(self.cond == "embed" or self.model == "cgan", "cond='channel' (--cond) needs a conditional model (cgan)")
+        need(isinstance(self.g_layer_noise, (int, float)) and self.g_layer_noise >= 0.0,
+             f"g_layer_noise must be a number >= 0, got {self.g_layer_noise!r}")
+        need(isinstance(self.clip_grad_norm, (int, float)) and self.clip_grad_norm >= 0.0,
+             f"clip_grad_norm must be a number >= 0 (0: off), got {self.clip_grad_norm!r}")
+        need(isinstance(self.flip_labels, (int, float)) and 0.0 <= self.flip_labels < 0.5,
+             f"flip_labels must be a probability in [0, 0.5), got {self.flip_labels!r}")
+        soft = self.soft_labels
+        need(soft is None or (isinstance(soft, tuple) and len(soft) == 2
+                              and all(isinstance(v, (int, float)) for v in soft) and 0.0 <= soft[0] <= soft[1]),
+             f"soft_labels must be a pair (low, high) with 0 <= low <= high, got {soft!r}")
+        need(soft is None or not self.label_smoothing,
+             "soft_labels (--soft-labels) replaces label_smoothing (--label-smoothing): set one of them, not both")
+        loss = self.loss or VARIANTS[self.model].loss
+        for name, on in (("soft_labels", soft is not None), ("flip_labels", self.flip_labels > 0)):
+            need(not on or loss in ("minimax", "non-saturating"),
+                 f"{name} (--{name.replace('_', '-')}) needs labels, i.e. a minimax or non-saturating loss; "
+                 f"the {loss} loss has none")
+        need(isinstance(self.g_dropout_sample, bool), f"g_dropout_sample must be True or False, got "
+                                                      f"{self.g_dropout_sample!r}")
+        need(not self.g_dropout_sample or self.g_dropout > 0,
+             "g_dropout_sample (--g-dropout-at-sampling) keeps G's dropout on at sampling: it needs g_dropout > 0 "
+             "(--g-dropout)")
         backend.check_device(self.device)
 
 
@@ -196,13 +252,26 @@ def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
     c, v = config, variant_for(config.model, is_toy)
     scale = toy_scale(c.dataset) if is_toy else 1.0  # toy nets work in units of the toy's extent
     activation = c.g_activation or v.g_activation
+    # ganhacks options of G: normalisation ("default": the nets' own), layer noise, virtual batch norm's
+    # reference batch (one batch of z from the run's noise distribution; checkpoints carry it)
+    g_norm = None if c.g_norm == "none" else c.g_norm
+
+    def g_tricks(nz):
+        tricks = dict(layer_noise=c.g_layer_noise > 0, reference_size=c.batch_size)
+        if g_norm == "virtual":
+            shape = (c.batch_size, nz)
+            draw = backend.random_uniform(shape, -1.0, 1.0) if c.noise == "uniform" else backend.random_normal(shape)
+            tricks["reference_noise"] = npgan.Tensor(draw)
+        return tricks
+
     if is_toy and c.toy_nets == "pacgan":
         # PacGAN's (and VEEGAN's) toy nets: G has 4 hidden layers of 400 units with BatchNorm and ReLU and
         # z of size 2; D has 3 maxout layers of 200 units with 5 pieces; weights N(0, 0.02), biases 0
         # (``hidden`` sets G's width, D gets half).
         width, nz = c.hidden or 400, c.nz or 2
         G = MLPGenerator(nz, (width,) * 4, sample_shape, out_activation=None, dropout=c.g_dropout,
-                         batch_norm=True, activation="relu", out_scale=scale)
+                         norm="batch" if g_norm == "default" else g_norm, activation="relu", out_scale=scale,
+                         **g_tricks(nz))
         D = MLPDiscriminator(_packed(sample_shape, c.pack), (max(1, width // 2),) * 3, maxout=5, in_scale=scale)
         dcgan_init_(G)
         dcgan_init_(D)
@@ -210,19 +279,22 @@ def build_nets(config: TrainConfig, sample_shape, num_classes=0, is_toy=False):
         hidden = (c.hidden or 128,) * 3
         nz = c.nz or 16
         G = MLPGenerator(nz, hidden, sample_shape, out_activation=None, dropout=c.g_dropout, out_scale=scale,
-                         activation=activation)
+                         activation=activation, norm=None if g_norm == "default" else g_norm, **g_tricks(nz))
         D = MLPDiscriminator(_packed(sample_shape, c.pack), hidden, in_scale=scale)
     elif v.nets == "mlp":  # the original GAN on images (BENCHMARKS.md's gan-mlp at hidden=256)
         width, nz = c.hidden or 256, c.nz or 100
         G = MLPGenerator(nz, (width, width * 2, width * 4), sample_shape, num_classes=num_classes,
-                         dropout=c.g_dropout, activation=activation)
+                         dropout=c.g_dropout, activation=activation, norm=None if g_norm == "default" else g_norm,
+                         **g_tricks(nz))
         D = MLPDiscriminator(_packed(sample_shape, c.pack), (width * 2, width), num_classes=num_classes)
     else:
         nc, size = sample_shape[0], sample_shape[1]
         norm = v.critic_norm if c.critic_norm == "default" else (None if c.critic_norm == "none" else c.critic_norm)
         nz = c.nz or 100
-        G = DCGANGenerator(nz, c.ngf, nc, size, num_classes, dropout=c.g_dropout)
-        D = DCGANDiscriminator(c.ndf, nc * c.pack, size, num_classes, norm=norm)
+        G = DCGANGenerator(nz, c.ngf, nc, size, num_classes, dropout=c.g_dropout,
+                           norm="batch" if g_norm == "default" else g_norm, upsample=c.g_upsample, **g_tricks(nz))
+        D = DCGANDiscriminator(c.ndf, nc * c.pack, size, num_classes, norm=norm, downsample=c.d_downsample,
+                               cond=c.cond)
     return G.to(c.device), D.to(c.device), nz
 
 
@@ -372,9 +444,19 @@ class Trainer:
             labels = self._sample_labels(noise.shape[0])
         G = self.g_ema.module if self.g_ema is not None and averaged else self.G
         was_training = G.training
-        G.eval()
+        sampling_mode(G, self.config.g_dropout_sample)
+        # Dropout masks at sampling come from a stream of their own (seed + 2), swapped in for npgan's
+        # generator and out again, so pictures and metrics do not change the training run.
+        training_rng = backend.get_rng_state() if self.config.g_dropout_sample else None
+        if training_rng is not None:
+            if not hasattr(self, "_sampling_rng_state"):
+                self._sampling_rng_state = backend.numpy.random.default_rng(self.config.seed + 2).bit_generator.state
+            backend.set_rng_state(self._sampling_rng_state)
         with npgan.no_grad():
             out = G(noise, labels) if self.num_classes else G(noise)
+        if training_rng is not None:
+            self._sampling_rng_state = backend.get_rng_state()
+            backend.set_rng_state(training_rng)
         G.train(was_training)
         return out
 
@@ -389,6 +471,42 @@ class Trainer:
         if std <= 0.0:
             return x
         return x + npgan.randn(*x.shape, dtype=x.dtype, device=x.device) * std
+
+    def _set_layer_noise(self):
+        """G's layer noise (``g_layer_noise``): std = std_0 * (1 - step / total), like the instance noise."""
+        std = self.config.g_layer_noise * max(0.0, 1.0 - self.step / max(1, self.total_steps()))
+        for m in self.G.modules():
+            if isinstance(m, nn.GaussianNoise):
+                m.std = std
+
+    def _d_targets(self, n):
+        """D's targets for n real and n fake scores: floats, or arrays with soft and flipped labels.
+
+        ``soft_labels`` (low, high): each real label ~ U[low, high] (ganhacks: 0.7 to 1.2); ``flip_labels``
+        p: each real score's target becomes the fake label (0) and each fake score's a real label, with
+        probability p, independently. Drawn from npgan's generator, so runs repeat and resume exactly.
+        """
+        c = self.config
+        if c.soft_labels is None and not c.flip_labels:
+            return 1.0 - c.label_smoothing, 0.0
+        rng = backend.host_rng()
+
+        def real_labels():
+            if c.soft_labels is None:
+                return backend.numpy.full(n, 1.0 - c.label_smoothing)
+            return rng.uniform(c.soft_labels[0], c.soft_labels[1], n)
+
+        real, fake = real_labels(), backend.numpy.zeros(n)
+        if c.flip_labels:
+            real = backend.numpy.where(rng.random(n) < c.flip_labels, 0.0, real)
+            fake = backend.numpy.where(rng.random(n) < c.flip_labels, real_labels(), fake)
+        dtype = backend.DEFAULT_DTYPE
+        return (npgan.tensor(real.astype(dtype), device=self.device),
+                npgan.tensor(fake.astype(dtype), device=self.device))
+
+    def _clip_gradients(self, module):
+        if self.config.clip_grad_norm:
+            optim.clip_grad_norm_(module.parameters(), self.config.clip_grad_norm)
 
     def _critic(self, x, labels=None):
         """D's scores of samples x, packed when ``pack`` > 1."""
@@ -413,6 +531,7 @@ class Trainer:
         c = self.config
         row = {}
         self._set_learning_rates()
+        self._set_layer_noise()
         reuse_fake = self.n_critic == 1 and self._critic_iterations() == 1
         fake = None
         for _ in range(self._critic_iterations()):
@@ -426,7 +545,9 @@ class Trainer:
                     fake_for_d = self.G(z, labels) if self.num_classes else self.G(z)
             d_real = self._D(real, labels)
             d_fake = self._D(fake_for_d, labels)
-            loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=1.0 - c.label_smoothing)
+            real_target, fake_target = self._d_targets(d_real.shape[0])
+            loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=real_target,
+                                               fake_label=fake_target)
             if self.gp_lambda:
                 penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels)
                 loss_d = loss_d + penalty * self.gp_lambda
@@ -437,6 +558,7 @@ class Trainer:
                 row["r1"] = penalty
             self.opt_d.zero_grad()
             loss_d.backward()
+            self._clip_gradients(self.D)
             self.opt_d.step()
             if self.clip:
                 for p in self.D.parameters():
@@ -467,6 +589,7 @@ class Trainer:
                 p.grad = g
         else:
             loss_g.backward()
+        self._clip_gradients(self.G)
         self.opt_g.step()
         if self.g_ema is not None:
             self.g_ema.update()
@@ -749,10 +872,20 @@ def load_generator(path: str, device: str = "cpu", averaged: bool = True):
     G, _, nz = build_nets(config, shape, int(state["num_classes"]), bool(state["is_toy"]))
     averaged = averaged and "generator_ema" in state
     G.load_state_dict(state["generator_ema"]["module"] if averaged else state["generator"])
-    G.eval()
+    sampling_mode(G, config.g_dropout_sample)
     info = {"nz": nz, "num_classes": int(state["num_classes"]), "sample_shape": shape,
             "is_toy": bool(state["is_toy"]), "config": config, "step": int(state["step"]), "averaged": averaged}
     return G, info
+
+
+def sampling_mode(G, keep_dropout=False):
+    """G in eval mode (BatchNorm on its running statistics), its Dropout layers still on if ``keep_dropout``."""
+    G.eval()
+    if keep_dropout:
+        for m in G.modules():
+            if isinstance(m, nn.Dropout):
+                m.train()
+    return G
 
 
 def save_toy_scatter(dataset: str, samples, path: str, title=None) -> str:

@@ -6,6 +6,7 @@ The names, argument orders, weight layouts and default initialisation follow ``t
 
 from npgan.nn import init
 from npgan.nn.layers import (
+    AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
@@ -13,20 +14,26 @@ from npgan.nn.layers import (
     Dropout,
     Embedding,
     Flatten,
+    GaussianNoise,
+    InstanceNorm2d,
     LayerNorm,
     LeakyReLU,
     Linear,
     Maxout,
+    PixelShuffle,
     ReLU,
     Sigmoid,
     Tanh,
     Unflatten,
+    Upsample,
+    VirtualBatchNorm,
 )
 from npgan.nn.module import IncompatibleKeys, Module, Parameter, Sequential, StateDictError
 from npgan.nn.stateless import functional_call
 
 __all__ = [
-    "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
-    "IncompatibleKeys", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Module", "Parameter", "ReLU", "Sequential",
-    "Sigmoid", "StateDictError", "Tanh", "Unflatten", "functional_call", "init",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
+    "GaussianNoise", "IncompatibleKeys", "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Module",
+    "Parameter", "PixelShuffle", "ReLU", "Sequential", "Sigmoid", "StateDictError", "Tanh", "Unflatten", "Upsample",
+    "VirtualBatchNorm", "functional_call", "init",
 ]

@@ -16,8 +16,9 @@ from npgan.nn import init, stateless
 from npgan.nn.module import Module, Parameter
 
 __all__ = [
-    "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten", "LayerNorm",
-    "LeakyReLU", "Linear", "Maxout", "ReLU", "Sigmoid", "Tanh", "Unflatten",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
+    "GaussianNoise", "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PixelShuffle", "ReLU",
+    "Sigmoid", "Tanh", "Unflatten", "Upsample", "VirtualBatchNorm",
 ]
 
 
@@ -381,6 +382,77 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
+class InstanceNorm2d(_BatchNorm):
+    """Instance normalisation (Ulyanov et al. 2016): each sample's channels over their H x W positions.
+
+    PyTorch's defaults: no affine weight and bias, no running statistics (so eval normalises each sample
+    with its own statistics too). With ``track_running_stats=True``, eval uses the running ones.
+    """
+
+    _dims = (4,)
+    _layout = "(N, {C}, H, W)"
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{self._describe()} expected input with {self.num_features} channels, shape "
+                f"(N, {self.num_features}, H, W), got {_shape_text(x.shape)}"
+            )
+        use_input_stats = self.training or not self.track_running_stats
+        if use_input_stats and x.shape[2] * x.shape[3] < 2:
+            raise ValueError(f"{self._describe()} needs more than 1 spatial element per channel, got input "
+                             f"{_shape_text(x.shape)}")
+        # As PyTorch's InstanceNorm: num_batches_tracked is kept but not counted, and momentum=None means 0.
+        track = self.track_running_stats
+        return F.instance_norm(
+            x, self.running_mean.data if track else None, self.running_var.data if track else None,
+            self.weight, self.bias, use_input_stats=use_input_stats,
+            momentum=0.0 if self.momentum is None else self.momentum, eps=self.eps,
+        )
+
+
+class VirtualBatchNorm(Module):
+    """Virtual batch normalisation (Salimans et al. 2016) of (R + N, C) or (R + N, C, H, W) inputs.
+
+    The first ``reference_size`` (R) rows of every input are the reference batch's activations (the
+    model feeds its fixed reference inputs in front of each batch and drops their outputs at the end);
+    each live example is normalised with the statistics of the reference batch plus itself
+    (``F.virtual_batch_norm`` gives the formulas). No running statistics: training and eval compute the
+    same function. Affine weight (ones) and bias (zeros) per channel, as BatchNorm.
+    """
+
+    def __init__(self, num_features, reference_size, eps=1e-5, affine=True):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features", "VirtualBatchNorm")
+        self.reference_size = _positive_int(reference_size, "reference_size", "VirtualBatchNorm")
+        self.eps = _non_negative_float(eps, "eps", "VirtualBatchNorm")
+        self.affine = bool(affine)
+        if self.affine:
+            self.weight = Parameter(ones(self.num_features))
+            self.bias = Parameter(zeros(self.num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        R = self.reference_size
+        if x.ndim not in (2, 4) or x.shape[1] != self.num_features or x.shape[0] <= R:
+            raise ValueError(
+                f"{self._describe()} expected the {R} reference rows followed by the batch, shape "
+                f"({R} + N, {self.num_features}) or ({R} + N, {self.num_features}, H, W) with N >= 1, "
+                f"got {_shape_text(x.shape)}"
+            )
+        return F.virtual_batch_norm(x, R, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, reference_size={self.reference_size}, eps={self.eps}, affine={self.affine}"
+
+
 # -- activations, dropout, embedding, reshaping --------------------------------------------------------
 
 
@@ -585,3 +657,101 @@ class Unflatten(Module):
     def extra_repr(self) -> str:
         """``dim=1, unflattened_size=(C, H, W)``."""
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+# -- resampling and noise --------------------------------------------------------------------------------
+
+
+class PixelShuffle(Module):
+    """(N, C r^2, H, W) -> (N, C, H r, W r): sub-pixel upsampling (Shi et al. 2016); r = ``upscale_factor``."""
+
+    def __init__(self, upscale_factor):
+        super().__init__()
+        self.upscale_factor = _positive_int(upscale_factor, "upscale_factor", "PixelShuffle")
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        r2 = self.upscale_factor ** 2
+        if x.ndim != 4 or x.shape[1] % r2:
+            raise ValueError(
+                f"{self._describe()} expected input (N, C * {r2}, H, W), channels divisible by upscale_factor^2 "
+                f"= {r2}, got {_shape_text(x.shape)}"
+            )
+        return F.pixel_shuffle(x, self.upscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class Upsample(Module):
+    """(N, C, H, W) -> (N, C, H s, W s) by repeating each pixel (``mode="nearest"``, an integer s)."""
+
+    def __init__(self, scale_factor, mode="nearest"):
+        super().__init__()
+        if mode != "nearest":
+            raise ValueError(f"Upsample: only mode='nearest' is implemented, got mode={mode!r}")
+        integral = isinstance(scale_factor, numbers.Real) and not isinstance(scale_factor, bool) \
+            and float(scale_factor) == int(scale_factor)
+        if not integral or int(scale_factor) < 1:
+            raise ValueError(f"Upsample: scale_factor must be a positive whole number, got {scale_factor!r}")
+        self.scale_factor = float(scale_factor)  # PyTorch stores a float
+        self.mode = mode
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        if x.ndim != 4:
+            raise ValueError(f"{self._describe()} expected input (N, C, H, W), got {_shape_text(x.shape)}")
+        return F.upsample_nearest(x, int(self.scale_factor))
+
+    def extra_repr(self) -> str:
+        return f"scale_factor={self.scale_factor}, mode='{self.mode}'"
+
+
+class AvgPool2d(Module):
+    """Average over ``kernel_size`` windows moved by ``stride`` (default: the kernel) over zero-padded input."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size", "AvgPool2d", 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", "AvgPool2d", 1)
+        self.padding = _pair(padding, "padding", "AvgPool2d", 0)
+        if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
+            raise ValueError(f"AvgPool2d: padding {self.padding} must be at most half the kernel size "
+                             f"{self.kernel_size}")
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        if x.ndim != 4:
+            raise ValueError(f"{self._describe()} expected input (N, C, H, W), got {_shape_text(x.shape)}")
+        (KH, KW), (PH, PW) = self.kernel_size, self.padding
+        if x.shape[2] + 2 * PH < KH or x.shape[3] + 2 * PW < KW:
+            raise ValueError(
+                f"{self._describe()}: input of spatial size {_shape_text(x.shape[2:])} padded by {self.padding} "
+                f"is smaller than the kernel {self.kernel_size} (input shape {_shape_text(x.shape)})"
+            )
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class GaussianNoise(Module):
+    """x + N(0, std^2) noise while training (identity in eval); the trainer lowers ``std`` as it goes.
+
+    ganhacks' "add noise to every layer of the generator" (Zhao et al. 2016); npgan's random stream, so a
+    seeded run repeats.
+    """
+
+    def __init__(self, std=0.0):
+        super().__init__()
+        self.std = _non_negative_float(std, "std", "GaussianNoise")
+
+    def forward(self, x):
+        _check_tensor(self, x)
+        if not self.training or self.std == 0.0:
+            return x
+        noise = backend.random_normal(x.shape, x.dtype, x.device)
+        return x + Tensor(noise) * self.std
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"

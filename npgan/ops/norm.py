@@ -1,4 +1,4 @@
-"""Normalisation, dropout and embedding.
+"""Normalisation (batch, layer, instance, virtual batch), dropout and embedding.
 
 Layer norm, dropout, embedding and batch norm in eval mode are composed from differentiable ops, so their
 second derivatives (a WGAN-GP critic with LayerNorm) come for free. Batch norm in training mode, the hot
@@ -12,7 +12,7 @@ import numbers
 
 from npgan import backend
 from npgan.autograd import Function, Tensor, as_tensor, is_grad_enabled
-from npgan.ops.core import getitem, mean
+from npgan.ops.core import concatenate, getitem, mean
 from npgan.ops.core import sum as sum_
 
 xp_of = backend.get_array_module
@@ -214,3 +214,94 @@ def embedding(indices, weight) -> Tensor:
             f"[{int(indices.min())}, {int(indices.max())}]"
         )
     return getitem(weight, indices)
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalise each sample's channels over their spatial positions (Ulyanov et al. 2016), x (N, C, H, W).
+
+    y = (x - mean_hw) / sqrt(var_hw + eps) * weight + bias, biased variance, statistics per (n, c). Composed
+    of differentiable ops, so a WGAN-GP penalty can differentiate it twice. As PyTorch: with running
+    statistics (raw arrays, updated in place), running = (1 - momentum) * running + momentum * (the batch
+    mean of the per-sample means, or of the unbiased per-sample variances); ``use_input_stats=False``
+    (eval with running statistics) normalises with the running ones instead.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"instance_norm: expected input (N, C, H, W), got shape {tuple(x.shape)}")
+    channels = x.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and tuple(t.shape) != (channels,):
+            raise ValueError(f"instance_norm: {name} must have shape ({channels},) for input {x.shape}, got {t.shape}")
+    shape = _channel_shape(x)
+    if use_input_stats:
+        count = x.shape[2] * x.shape[3]
+        if count < 2:
+            raise ValueError(f"instance_norm: need more than 1 spatial element per channel, got input {x.shape}")
+        centered = x - mean(x, (2, 3), keepdims=True)
+        var = mean(centered * centered, (2, 3), keepdims=True)
+        x_hat = centered * (var + eps) ** -0.5
+        if running_mean is not None and running_var is not None:
+            batch_mean = x.data.mean(axis=(0, 2, 3))
+            unbiased = var.data.reshape(x.shape[:2]).mean(axis=0) * (count / (count - 1))
+            running_mean *= 1.0 - momentum
+            running_mean += momentum * batch_mean.astype(running_mean.dtype, copy=False)
+            running_var *= 1.0 - momentum
+            running_var += momentum * unbiased.astype(running_var.dtype, copy=False)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
+        scale = Tensor(((running_var + eps) ** -0.5).reshape(shape).astype(x.dtype, copy=False))
+        x_hat = (x - Tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))) * scale
+    if weight is not None:
+        x_hat = x_hat * weight.reshape(shape)
+    if bias is not None:
+        x_hat = x_hat + bias.reshape(shape)
+    return x_hat
+
+
+def virtual_batch_norm(x, reference_size, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """Virtual batch normalisation (Salimans et al. 2016) of x (R + N, C) or (R + N, C, H, W).
+
+    The first R = ``reference_size`` rows of x are the activations of a reference batch fixed at the start
+    of training, computed with the current weights; the other N rows are the live batch. As in the
+    paper's code (openai/improved-gan), the reference rows are normalised with their own statistics,
+    and each live example i with the statistics of a *virtual batch*: the R reference examples plus i
+    itself, each weighing 1 / (R + 1), per channel (over positions too for images):
+        mean_i = (R ref_mean + mean_hw(x_i)) / (R + 1)
+        var_i  = (R (ref_var + (ref_mean - mean_i)^2) + var_hw(x_i) + (mean_hw(x_i) - mean_i)^2) / (R + 1)
+    (the variance of the union, written with centred terms so float32 cannot make it negative).
+    So an example's output does not depend on the other live examples, and training and sampling
+    compute the same function; gradients flow into the reference statistics too.
+    """
+    if x.ndim not in (2, 4):
+        raise ValueError(f"virtual_batch_norm: expected input (R + N, C) or (R + N, C, H, W), got {tuple(x.shape)}")
+    R = int(reference_size)
+    if R < 1 or x.shape[0] <= R:
+        raise ValueError(f"virtual_batch_norm: input {tuple(x.shape)} must hold the {R} reference rows first "
+                         f"and at least one live row")
+    shape = _channel_shape(x)
+    batch_axes = (0,) + tuple(range(2, x.ndim))
+    reference, live = getitem(x, slice(0, R)), getitem(x, slice(R, None))
+    ref_mean = mean(reference, batch_axes, keepdims=True)
+    ref_centered = reference - ref_mean
+    ref_var = mean(ref_centered * ref_centered, batch_axes, keepdims=True)
+    ref_out = ref_centered * (ref_var + eps) ** -0.5
+    new, old = 1.0 / (R + 1), R / (R + 1)
+    if x.ndim == 4:
+        live_mean = mean(live, (2, 3), keepdims=True)
+        live_centered = live - live_mean
+        live_var = mean(live_centered * live_centered, (2, 3), keepdims=True)
+    else:  # one value per channel: the example is its own mean, with no spread
+        live_mean, live_var = live, None
+    mean_i = live_mean * new + ref_mean * old
+    ref_gap, live_gap = ref_mean - mean_i, live_mean - mean_i
+    var_i = (ref_var + ref_gap * ref_gap) * old + live_gap * live_gap * new
+    if live_var is not None:
+        var_i = var_i + live_var * new
+    live_out = (live - mean_i) * (var_i + eps) ** -0.5
+    out = concatenate([ref_out, live_out], axis=0)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out

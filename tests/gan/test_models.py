@@ -117,4 +117,4 @@ def test_wrong_image_shape_and_size_are_clear_errors():
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 32, 32\), got \(2, 1, 28, 28\)"):
         D(npgan.randn(2, 1, 28, 28))
     with pytest.raises(ValueError, match="norm must be one of"):
-        DCGANDiscriminator(norm="instance")
+        DCGANDiscriminator(norm="group")
