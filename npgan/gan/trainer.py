@@ -578,7 +578,7 @@ class Trainer:
         wherever the loop is, and the last periodic checkpoint is what remains.
         """
         paths = self.paths()
-        stop = StopOnSignal(lambda: f"step {self.step + 1}") if handle_signals else None
+        stop = StopOnSignal() if handle_signals else None
         with runlock.run_lock(paths["out"]), (stop or contextlib.nullcontext()):
             return self._train(steps, paths, stop)
 
