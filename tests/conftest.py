@@ -16,9 +16,20 @@ NO_GPU = "needs CuPy and a GPU: install cupy-cuda12x (pip install 'npgan[cuda]')
 def pytest_addoption(parser):
     parser.addoption("--backend", choices=sorted(BACKENDS), default="numpy",
                      help="array backend the device fixture runs on (default: numpy)")
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (soak tests)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running (soak) tests, skipped unless --run-slow is given")
+    config.addinivalue_line("markers", "gpu: needs CuPy and a GPU")
 
 
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--run-slow"):
+        skip_slow = pytest.mark.skip(reason="slow: run with --run-slow")
+        for item in items:
+            if item.get_closest_marker("slow"):
+                item.add_marker(skip_slow)
     wants_gpu = config.getoption("--backend") == "cupy"
     if not (wants_gpu or any(item.get_closest_marker("gpu") for item in items)) or backend.cupy_available():
         return
