@@ -1,21 +1,25 @@
 """Shared pytest setup: the ``--backend`` option and the ``device`` / ``xp`` fixtures.
 
-``pytest`` runs everything on NumPy; ``pytest --backend cupy`` runs the same test bodies on the GPU.
-Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; they are skipped, with the reason,
-where CuPy or a GPU is missing.
+``pytest`` runs every test body that takes ``device`` twice: on NumPy, and on the CuPy stand-in
+(``tests/fakecupy``: a CPU imitation of CuPy's rules, not a GPU) with ``device="cuda"``.
+``pytest --backend cupy`` runs them on a real GPU instead, ``--backend numpy`` or ``--backend fakecupy``
+on one of the two only. Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; they are
+skipped, with the reason, where CuPy or a GPU is missing. ``--run-slow`` adds the soak tests.
 """
 
+import fakecupy
 import pytest
 
 from npgan import backend
 
-BACKENDS = {"numpy": "cpu", "cupy": "cuda"}
+BACKENDS = {"numpy": "cpu", "cupy": "cuda", "fakecupy": "cuda"}
+DEFAULT_BACKENDS = ("numpy", "fakecupy")
 NO_GPU = "needs CuPy and a GPU: install cupy-cuda12x (pip install 'npgan[cuda]') on a machine with an NVIDIA GPU"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", choices=sorted(BACKENDS), default="numpy",
-                     help="array backend the device fixture runs on (default: numpy)")
+    parser.addoption("--backend", choices=sorted(BACKENDS), default=None,
+                     help="array backend the device fixture runs on (default: numpy and the CuPy stand-in)")
     parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (soak tests)")
 
 
@@ -39,10 +43,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--backend")
+        metafunc.parametrize("device", [chosen] if chosen else list(DEFAULT_BACKENDS), indirect=True)
+
+
 @pytest.fixture
-def device(request):
-    """``'cpu'`` or ``'cuda'``, from ``--backend``."""
-    return BACKENDS[request.config.getoption("--backend")]
+def device(request, monkeypatch):
+    """``'cpu'`` or ``'cuda'`` (a real GPU with ``--backend cupy``, else the stand-in)."""
+    if request.param == "fakecupy":
+        fakecupy.install(monkeypatch)
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """The CuPy stand-in installed as ``cupy`` for this test; its ``COUNTS`` start at zero."""
+    return fakecupy.install(monkeypatch)
 
 
 @pytest.fixture

@@ -295,8 +295,18 @@ def _stored_config(path: str, state: dict) -> TrainConfig:
 
 
 def _log_row_floats(row):
-    return {k: (float(backend.asnumpy(v.data if isinstance(v, npgan.Tensor) else v)) if k != "step" else v)
-            for k, v in row.items()}
+    """A step's logged values as Python floats, copied off the device in one transfer (one sync, not one each)."""
+    keys = [k for k in row if k != "step"]
+    values = [row[k].data if isinstance(row[k], npgan.Tensor) else row[k] for k in keys]
+    arrays = [v for v in values if backend.is_array(v)]
+    if arrays:
+        xp = backend.get_array_module(*arrays)
+        dtype = backend.result_dtype(*(a.dtype for a in arrays))  # float32 stays float32: the same floats
+        stacked = backend.asnumpy(xp.stack([xp.reshape(a, ()).astype(dtype, copy=False) for a in arrays]))
+        on_host = iter(stacked.tolist())
+        values = [next(on_host) if backend.is_array(v) else float(v) for v in values]
+    floats = {k: float(v) for k, v in zip(keys, values)}
+    return {"step": row["step"], **floats} if "step" in row else floats
 
 
 class Trainer:
@@ -534,11 +544,13 @@ class Trainer:
         }
 
     def _grad_norm(self, module) -> float:
-        total = 0.0
+        """The L2 norm of ``module``'s gradients, summed on the device and read once (one sync per module)."""
+        total = None
         for p in module.parameters():
             if p.grad is not None:
-                total += float((p.grad.data.astype("float64") ** 2).sum())
-        return math.sqrt(total)
+                square_sum = (p.grad.data.astype("float64") ** 2).sum()
+                total = square_sum if total is None else total + square_sum
+        return 0.0 if total is None else math.sqrt(float(backend.asnumpy(total)))
 
     def _check_finite(self, row):
         for key, value in row.items():
