@@ -3,7 +3,11 @@ trains, samples, interpolates and resumes with ``--device cuda``, matches the CP
 between host and device only for its inputs (and the logged numbers), never inside the op graph."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
+import fakecupy
 import numpy as np
 import pytest
 
@@ -91,3 +95,28 @@ def test_a_logged_step_adds_a_few_transfers_not_one_per_op_or_parameter(tmp_path
     assert fake_cupy.COUNTS.to_host <= 3, fake_cupy.COUNTS.snapshot()  # the row at once, a gradient norm per net
     assert fake_cupy.COUNTS.to_device == 0
     assert {"loss_d", "loss_g", "grad_norm_d", "grad_norm_g"} <= set(floats)
+
+
+def test_a_cpu_run_resumes_on_the_device_and_ends_where_the_cpu_would(tmp_path, fake_cupy):
+    out = tmp_path / "run"
+    flags = TINY + ["--out", str(out)]
+    assert main(["train", "dcgan", "--steps", "2"] + flags) == 0
+    assert main(["train", "dcgan", "--steps", "3", "--device", "cuda", "--resume"] + flags) == 0
+    straight = tiny_trainer("dcgan", "cpu", tmp_path, steps=3, num_samples=64)  # the CLI's default grid
+    for _ in range(3):
+        straight.train_step()
+    state = load_checkpoint(out / "checkpoint.npz")
+    assert state["config"]["device"] == "cuda"
+    for name, value in straight.G.state_dict().items():
+        np.testing.assert_allclose(state["generator"][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_bench_runs_one_step_per_configuration_on_the_stand_in(tmp_path):
+    """``npgan bench --backend cupy --no-torch``, its workers importing the stand-in; the times mean nothing."""
+    result = subprocess.run(
+        [sys.executable, "-m", "npgan.cli", "bench", "--backend", "cupy", "--no-torch", "--configs", "gan-mlp",
+         "--steps", "1", "--warmup", "0", "--rounds", "1", "--batch-size", "8", "--json", str(tmp_path / "b.jsonl")],
+        capture_output=True, text=True, env=fakecupy.subprocess_env(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert rows and all(row["backend"] == "cupy" for row in rows if row.get("library") == "npgan"), rows

@@ -19,7 +19,8 @@ stand-in is stricter and refuses: npgan must call ``asnumpy`` itself. Everything
 ``COUNTS`` tallies host-to-device copies, device-to-host copies and device operations (calls that write
 new or existing device memory: an estimate of kernel launches; views such as reshape or transpose are free).
 ``install(monkeypatch)`` puts the stand-in in ``sys.modules`` as ``cupy``/``cupyx`` and points npgan's
-backend at it, so ``device="cuda"`` works.
+backend at it, so ``device="cuda"`` works; ``subprocess_env()`` does the same for a child process (through
+the ``site/cupy`` package it puts first on ``PYTHONPATH``), for the CLI and ``npgan bench``'s workers.
 """
 
 from __future__ import annotations
@@ -423,16 +424,31 @@ def build_modules():
     return cupy, cupyx
 
 
+def submodules(cupy, cupyx) -> dict:
+    """The ``sys.modules`` entries that make ``import cupy`` (and its submodules) give the stand-in."""
+    return {"cupy": cupy, "cupyx": cupyx, "cupy.lib": cupy.lib, "cupy.lib.stride_tricks": cupy.lib.stride_tricks,
+            "cupy.cuda": cupy.cuda, "cupy.linalg": cupy.linalg}
+
+
 def install(monkeypatch):
     """Make ``import cupy`` give the stand-in for one test and point npgan's backend at it."""
     from npgan import backend  # noqa: PLC0415
 
     cupy, cupyx = build_modules()
-    for name, module in (("cupy", cupy), ("cupyx", cupyx), ("cupy.lib", cupy.lib),
-                         ("cupy.lib.stride_tricks", cupy.lib.stride_tricks), ("cupy.cuda", cupy.cuda),
-                         ("cupy.linalg", cupy.linalg)):
+    for name, module in submodules(cupy, cupyx).items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(backend, "_cupy", None)  # forget a failed import of the real one
     monkeypatch.setattr(backend, "_cupy_error", None)
     COUNTS.reset()
     return cupy
+
+
+def subprocess_env(environ=None) -> dict:
+    """Environment for a child process whose ``import cupy`` gives the stand-in (``fakecupy/site`` first)."""
+    import os  # noqa: PLC0415
+
+    environ = dict(os.environ if environ is None else environ)
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [os.path.join(here, "site"), os.path.dirname(here), os.path.dirname(os.path.dirname(here))]
+    environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [environ.get("PYTHONPATH")] if p])
+    return environ
