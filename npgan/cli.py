@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_non_negative_int, default=0)
     run.add_argument("--out", default=None, help="output directory (default: runs/MODEL-DATASET)")
     run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start a new run in an OUT that holds one (its checkpoint is replaced)")
     run.add_argument("--log-every", type=_positive_int, default=10)
     run.add_argument("--sample-every", type=_positive_int, default=100)
     run.add_argument("--checkpoint-every", type=_positive_int, default=500)
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # `npgan train` flags that are not TrainConfig fields of the same name: CLI-only ones, and renamed ones.
-CLI_ONLY_OPTIONS = {"resume", "quiet"}
+CLI_ONLY_OPTIONS = {"resume", "quiet", "overwrite"}
 OPTION_FIELDS = {"no_metrics": "metrics"}
 
 
@@ -207,6 +209,17 @@ def _resume_overrides(args, asked) -> dict:
     return {name: getattr(asked, name) for name in fields if name in typed}
 
 
+def _describe_run(checkpoint) -> str:
+    """"gan on ring8, step 1200" for the run in ``checkpoint`` (or what makes it unreadable)."""
+    from npgan.checkpoint import load_checkpoint  # noqa: PLC0415
+
+    try:
+        state = load_checkpoint(checkpoint)
+        return f"{state['config']['model']} on {state['config']['dataset']}, step {state['step']}"
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return f"an unreadable checkpoint: {err}"
+
+
 def _refuse_resume(err, out) -> int:
     from npgan.gan.trainer import RESUMABLE_SETTINGS  # noqa: PLC0415
 
@@ -246,6 +259,11 @@ def _train_in(args, out) -> int:
             return _refuse_resume(err, out)
         print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
     else:
+        if os.path.exists(checkpoint) and not getattr(args, "overwrite", False):
+            print(f"npgan: error: {out} already holds a run ({_describe_run(checkpoint)}); a new run would replace "
+                  f"its checkpoint.\nContinue it with --resume, choose another --out, or pass --overwrite to start "
+                  "over in it.", file=sys.stderr)
+            return 2
         trainer = Trainer(_config_from_args(args, out), progress=not args.quiet)
     try:
         summary = trainer.train(handle_signals=True)

@@ -59,6 +59,16 @@ def test_resuming_another_model_and_dataset_is_refused_naming_each_difference(to
     assert load_checkpoint(out / "checkpoint.npz")["step"] == 2  # nothing was touched
 
 
+def test_a_new_run_into_a_directory_holding_one_is_refused_unless_asked_to_overwrite(toy_run, tmp_path, capsys):
+    out = copy_run(toy_run, tmp_path)
+    assert main(["train", "gan", *TOY_FLAGS, "--steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (gan on ring8, step 2)" in err and "--resume" in err and "--overwrite" in err
+    assert load_checkpoint(out / "checkpoint.npz")["step"] == 2
+    assert main(["train", "gan", *TOY_FLAGS, "--steps", "1", "--out", str(out), "--overwrite"]) == 0
+    assert load_checkpoint(out / "checkpoint.npz")["step"] == 1
+
+
 def test_a_flag_typed_at_its_default_still_counts_when_the_run_used_another_value(toy_run, tmp_path, capsys):
     out = copy_run(toy_run, tmp_path)  # the run used --batch-size 16; 64 is the default
     assert main(["train", "gan", "--batch-size", "64", "--out", str(out), "--resume"]) == 2
