@@ -168,3 +168,19 @@ def test_a_signalled_cli_run_saves_says_how_to_resume_and_resumes_to_the_uninter
     straight = toy_trainer(tmp_path / "straight", steps=step + 3)
     straight.train()
     same_parameters(out / "checkpoint.npz", straight)
+
+
+def test_an_abandoned_step_exits_with_the_signal_status_and_names_the_kept_checkpoint(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["train", "gan", *TOY_FLAGS, "--steps", "2", "--out", str(out)]) == 0
+
+    def abandon(self, steps=None, handle_signals=False):
+        self.step += 1  # the step in progress when the second signal came
+        raise StepAbandoned(signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "train", abandon)
+    assert main(["train", "gan", "--steps", "5", "--out", str(out), "--resume", "--quiet"]) == 143
+    err = capsys.readouterr().err
+    assert "abandoned step 4 without saving; the checkpoint of step 2 is kept" in err
+    assert f"continue with: npgan train gan --dataset ring8 --out {out} --resume" in err
+    assert load_checkpoint(out / "checkpoint.npz")["step"] == 2 and not (out / "npgan.lock").exists()
