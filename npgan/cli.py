@@ -239,9 +239,12 @@ def _refuse_resume(err, out) -> int:
 
 def cmd_train(args) -> int:
     from npgan import runlock  # noqa: PLC0415
+    from npgan.interrupt import raise_on_signal  # noqa: PLC0415
 
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
-    with runlock.run_lock(out):  # before anything reads or writes OUT (Trainer.train takes it again)
+    # A signal while data loads or nets are built raises (the lock is released on the way out); the training
+    # loop installs its own handlers, which finish the step and save.
+    with raise_on_signal(), runlock.run_lock(out):  # before anything reads or writes OUT
         return _train_in(args, out)
 
 
@@ -465,9 +468,9 @@ def main(argv=None) -> int:
         where = f" ({err.filename})" if err.filename else ""
         print(f"npgan: error: {err.strerror or err}{where}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # before training started (loading data, building nets) or while sampling
-        print("\nnpgan: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # before training started (loading data, building nets) or while sampling
+        print(f"\nnpgan: interrupted ({_signal_name(getattr(err, 'signum', 2))})", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)
 
 
 if __name__ == "__main__":

@@ -39,12 +39,37 @@ def exit_status(signum: int) -> int:
     return 128 + int(signum)
 
 
-class StepAbandoned(KeyboardInterrupt):
-    """A second signal arrived before the checkpoint write began: the step in progress was dropped unsaved."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the program was (``signum`` says which)."""
 
     def __init__(self, signum: int):
         super().__init__(signal_name(signum))
         self.signum = signum
+
+
+class StepAbandoned(Interrupted):
+    """A second signal arrived before the checkpoint write began: the step in progress was dropped unsaved."""
+
+
+@contextlib.contextmanager
+def raise_on_signal():
+    """SIGINT and SIGTERM raise ``Interrupted`` in the body (main thread only), so ``finally`` blocks and
+    context managers (the run lock) clean up even on SIGTERM, whose default would end the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    for signum in SIGNALS:
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 class StopOnSignal:

@@ -17,7 +17,7 @@ from npgan.checkpoint import load_checkpoint
 from npgan.cli import main
 from npgan.gan import TrainConfig, Trainer
 from npgan.gan.trainer import TrainingInterrupted
-from npgan.interrupt import StepAbandoned, StopOnSignal
+from npgan.interrupt import Interrupted, StepAbandoned, StopOnSignal, raise_on_signal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_FLAGS = ["--dataset", "ring8", "--hidden", "8", "--nz", "4", "--batch-size", "16", "--no-metrics", "--quiet"]
@@ -184,3 +184,14 @@ def test_an_abandoned_step_exits_with_the_signal_status_and_names_the_kept_check
     assert "abandoned step 4 without saving; the checkpoint of step 2 is kept" in err
     assert f"continue with: npgan train gan --dataset ring8 --out {out} --resume" in err
     assert load_checkpoint(out / "checkpoint.npz")["step"] == 2 and not (out / "npgan.lock").exists()
+
+
+def test_before_the_loop_sigterm_raises_so_the_lock_is_released_on_the_way_out(tmp_path):
+    from npgan import runlock
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as err:
+        with raise_on_signal(), runlock.run_lock(str(tmp_path / "run")):
+            signal.raise_signal(signal.SIGTERM)
+    assert err.value.signum == signal.SIGTERM and not (tmp_path / "run" / "npgan.lock").exists()
+    assert signal.getsignal(signal.SIGTERM) == before
