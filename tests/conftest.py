@@ -3,8 +3,9 @@
 ``pytest`` runs every test body that takes ``device`` twice: on NumPy, and on the CuPy stand-in
 (``tests/fakecupy``: a CPU imitation of CuPy's rules, not a GPU) with ``device="cuda"``.
 ``pytest --backend cupy`` runs them on a real GPU instead, ``--backend numpy`` or ``--backend fakecupy``
-on one of the two only. Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; they are
-skipped, with the reason, where CuPy or a GPU is missing. ``--run-slow`` adds the soak tests.
+on one of the two only. Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; without a GPU
+they run on the stand-in, and are skipped with the reason under ``--backend numpy`` or ``--backend cupy``.
+``--run-slow`` adds the soak tests.
 """
 
 import fakecupy
@@ -34,13 +35,23 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("slow"):
                 item.add_marker(skip_slow)
-    wants_gpu = config.getoption("--backend") == "cupy"
-    if not (wants_gpu or any(item.get_closest_marker("gpu") for item in items)) or backend.cupy_available():
+    chosen = config.getoption("--backend")
+    if backend.cupy_available():
         return
     skip = pytest.mark.skip(reason=NO_GPU)
     for item in items:
-        if item.get_closest_marker("gpu") or (wants_gpu and "device" in getattr(item, "fixturenames", ())):
+        gpu = item.get_closest_marker("gpu")
+        if (chosen == "cupy" and (gpu or "device" in getattr(item, "fixturenames", ()))) or \
+                (chosen == "numpy" and gpu):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _gpu_tests_on_the_stand_in(request, monkeypatch):
+    """Without a GPU, tests marked ``gpu`` run on the CuPy stand-in (unless ``--backend numpy`` or ``cupy``)."""
+    if request.node.get_closest_marker("gpu") and request.config.getoption("--backend") in (None, "fakecupy") \
+            and not backend.cupy_available():
+        fakecupy.install(monkeypatch)
 
 
 def pytest_generate_tests(metafunc):
