@@ -242,6 +242,8 @@ def cmd_train(args) -> int:
     from npgan.interrupt import raise_on_signal  # noqa: PLC0415
 
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
+    if args.resume and not os.path.exists(os.path.join(out, "checkpoint.npz")):  # before the lock makes OUT
+        raise SystemExit(f"npgan: error: --resume: no checkpoint at {os.path.join(out, 'checkpoint.npz')}")
     # A signal while data loads or nets are built raises (the lock is released on the way out); the training
     # loop installs its own handlers, which finish the step and save.
     with raise_on_signal(), runlock.run_lock(out):  # before anything reads or writes OUT
@@ -253,8 +255,6 @@ def _train_in(args, out) -> int:
 
     checkpoint = os.path.join(out, "checkpoint.npz")
     if args.resume:
-        if not os.path.exists(checkpoint):
-            raise SystemExit(f"npgan: error: --resume: no checkpoint at {checkpoint}")
         overrides = _resume_overrides(args, _config_from_args(args, out))
         try:
             trainer = Trainer.from_checkpoint(checkpoint, progress=not args.quiet, **overrides)
