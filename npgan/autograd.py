@@ -407,7 +407,9 @@ def as_tensor(obj, like: Tensor | None = None) -> Tensor:
     if isinstance(obj, numbers.Number) and like is not None:
         xp = backend.get_array_module(like.data)
         dtype = like.dtype if backend.is_floating(like.dtype) or isinstance(obj, numbers.Integral) else None
-        return Tensor(xp.asarray(obj, dtype=dtype or backend.DEFAULT_DTYPE))
+        # full(), not asarray(): on CuPy a fill kernel takes the number as an argument, where asarray would
+        # copy it from the host (a transfer, and a sync) for every scalar in every op.
+        return Tensor(xp.full((), obj, dtype=dtype or backend.DEFAULT_DTYPE))
     if backend.is_array(obj) or isinstance(obj, (numbers.Number, list, tuple)):
         array = _as_array(obj)
         if like is not None and backend.device_of(array) != like.device:

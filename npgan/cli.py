@@ -6,8 +6,10 @@ A thin layer over the library: every flag maps onto ``npgan.gan.TrainConfig`` or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_non_negative_int, default=0)
     run.add_argument("--out", default=None, help="output directory (default: runs/MODEL-DATASET)")
     run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start a new run in an OUT that holds one (its checkpoint is replaced)")
     run.add_argument("--log-every", type=_positive_int, default=10)
     run.add_argument("--sample-every", type=_positive_int, default=100)
     run.add_argument("--checkpoint-every", type=_positive_int, default=500)
@@ -173,48 +177,158 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="throughput benchmarks against PyTorch: npgan bench --help")
 
     sub.add_parser("info", help="versions, backends and threads")
+    parser.train_parser = train  # read by _given_options
     return parser
+
+
+# `npgan train` flags that are not TrainConfig fields of the same name: CLI-only ones, and renamed ones.
+CLI_ONLY_OPTIONS = {"resume", "quiet", "overwrite"}
+OPTION_FIELDS = {"no_metrics": "metrics", "g_dropout_at_sampling": "g_dropout_sample"}
+
+
+def _given_options(parser, argv) -> set:
+    """The destinations of the `npgan train` options the user actually typed (not left at their defaults).
+
+    Parses ``argv`` a second time with every default of the train parser set to ``SUPPRESS``, so only the
+    options present on the command line appear in the namespace.
+    """
+    train = parser.train_parser
+    saved = [(action, action.default) for action in train._actions]
+    for action, _ in saved:
+        action.default = argparse.SUPPRESS
+    try:
+        given = parser.parse_args(argv)
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(given)) - {"command"}
+
+
+def _flag(field_name: str) -> str:
+    """The `npgan train` spelling of a TrainConfig field."""
+    if field_name == "model":
+        return "MODEL"
+    inverse = {v: k for k, v in OPTION_FIELDS.items()}
+    return "--" + inverse.get(field_name, field_name).replace("_", "-")
+
+
+def resume_command(config) -> str:
+    """The command that continues the run stored in ``config.out``."""
+    return " ".join(["npgan", "train", config.model, "--dataset", config.dataset, "--out", shlex.quote(config.out),
+                     "--resume"])
 
 
 # -- commands ------------------------------------------------------------------------------------------
 
 
+def _config_from_args(args, out):
+    from npgan.gan.trainer import TrainConfig  # noqa: PLC0415
+
+    return TrainConfig(
+        model=args.model, dataset=args.dataset, dataroot=args.dataroot, image_size=args.image_size,
+        channels=args.channels, batch_size=args.batch_size, nz=args.nz, ngf=args.ngf, ndf=args.ndf,
+        hidden=args.hidden, toy_nets=args.toy_nets, g_activation=args.g_activation, steps=args.steps,
+        epochs=args.epochs, lr_g=args.lr_g,
+        lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip,
+        gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
+        label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
+        g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
+        g_ema=args.g_ema, unroll=args.unroll, unroll_first_order=args.unroll_first_order,
+        g_norm=args.g_norm, soft_labels=args.soft_labels, flip_labels=args.flip_labels,
+        g_layer_noise=args.g_layer_noise, g_upsample=args.g_upsample, d_downsample=args.d_downsample,
+        cond=args.cond, clip_grad_norm=args.clip_grad_norm, g_dropout_sample=args.g_dropout_at_sampling,
+        device=args.device, seed=args.seed, out=out, log_every=args.log_every,
+        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
+    )
+
+
+def _resume_overrides(args, asked) -> dict:
+    """The TrainConfig settings the user typed on a ``--resume`` command line, as ``asked`` holds them."""
+    fields = [f.name for f in dataclasses.fields(asked)]
+    given = getattr(args, "given", None)
+    if given is None:  # called without main(): every option counts as typed
+        given = set(vars(args)) - {"command"}
+    typed = {OPTION_FIELDS.get(dest, dest) for dest in given - CLI_ONLY_OPTIONS} | {"model", "out"}
+    # "out": the directory may have been moved since the run started. In TrainConfig's order, for messages.
+    return {name: getattr(asked, name) for name in fields if name in typed}
+
+
+def _describe_run(checkpoint) -> str:
+    """"gan on ring8, step 1200" for the run in ``checkpoint`` (or what makes it unreadable)."""
+    from npgan.checkpoint import load_checkpoint  # noqa: PLC0415
+
+    try:
+        state = load_checkpoint(checkpoint)
+        return f"{state['config']['model']} on {state['config']['dataset']}, step {state['step']}"
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return f"an unreadable checkpoint: {err}"
+
+
+def _refuse_resume(err, out) -> int:
+    from npgan.gan.trainer import RESUMABLE_SETTINGS  # noqa: PLC0415
+
+    lines = [f"npgan: error: --resume: {out} holds a different run; these settings differ from it:"]
+    width = max(len(_flag(name)) for name, _, _ in err.differences)
+    for name, stored, asked in err.differences:
+        lines.append(f"  {_flag(name):{width}s}  stored {stored!r:20s} asked {asked!r}")
+    stored_config = err.stored_config
+    stored_config.out = out
+    allowed = sorted(_flag(name) for name in RESUMABLE_SETTINGS if name not in ("out",)) + ["--quiet"]
+    lines += [f"To continue the stored run, leave those flags out: {resume_command(stored_config)}",
+              "To train the new settings, give another --out.",
+              "Settings that may change on resume: " + ", ".join(allowed) + "."]
+    print("\n".join(lines), file=sys.stderr)
+    return 2
+
+
 def cmd_train(args) -> int:
-    from npgan.gan.trainer import UNROLL_MODELS, TrainConfig, Trainer  # noqa: PLC0415
+    from npgan import runlock  # noqa: PLC0415
+    from npgan.gan.trainer import UNROLL_MODELS  # noqa: PLC0415
+    from npgan.interrupt import raise_on_signal  # noqa: PLC0415
 
     if args.unroll and args.model not in UNROLL_MODELS:
         return _usage_error(f"--unroll is for the models {', '.join(UNROLL_MODELS)}, not {args.model}")
     if args.unroll_first_order and not args.unroll:
         return _usage_error("--unroll-first-order needs --unroll K (K >= 1)")
     out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
+    if args.resume and not os.path.exists(os.path.join(out, "checkpoint.npz")):  # before the lock makes OUT
+        raise SystemExit(f"npgan: error: --resume: no checkpoint at {os.path.join(out, 'checkpoint.npz')}")
+    # A signal while data loads or nets are built raises (the lock is released on the way out); the training
+    # loop installs its own handlers, which finish the step and save.
+    with raise_on_signal(), runlock.run_lock(out):  # before anything reads or writes OUT
+        return _train_in(args, out)
+
+
+def _train_in(args, out) -> int:
+    from npgan.gan.trainer import ResumeMismatch, Trainer, TrainingInterrupted  # noqa: PLC0415
+
     checkpoint = os.path.join(out, "checkpoint.npz")
     if args.resume:
-        if not os.path.exists(checkpoint):
-            raise SystemExit(f"npgan: error: --resume: no checkpoint at {checkpoint}")
-        overrides = {"steps": args.steps} if args.steps else {}
-        if args.epochs:
-            overrides["epochs"] = args.epochs
-        trainer = Trainer.from_checkpoint(checkpoint, progress=not args.quiet, **overrides)
+        overrides = _resume_overrides(args, _config_from_args(args, out))
+        try:
+            trainer = Trainer.from_checkpoint(checkpoint, progress=not args.quiet, **overrides)
+        except ResumeMismatch as err:
+            return _refuse_resume(err, out)
         print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
     else:
-        config = TrainConfig(
-            model=args.model, dataset=args.dataset, dataroot=args.dataroot, image_size=args.image_size,
-            channels=args.channels, batch_size=args.batch_size, nz=args.nz, ngf=args.ngf, ndf=args.ndf,
-            hidden=args.hidden, toy_nets=args.toy_nets, g_activation=args.g_activation, steps=args.steps,
-            epochs=args.epochs, lr_g=args.lr_g,
-            lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip,
-            gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
-            label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
-            g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
-            g_ema=args.g_ema, unroll=args.unroll, unroll_first_order=args.unroll_first_order,
-            g_norm=args.g_norm, soft_labels=args.soft_labels, flip_labels=args.flip_labels,
-            g_layer_noise=args.g_layer_noise, g_upsample=args.g_upsample, d_downsample=args.d_downsample,
-            cond=args.cond, clip_grad_norm=args.clip_grad_norm, g_dropout_sample=args.g_dropout_at_sampling,
-            device=args.device, seed=args.seed, out=out, log_every=args.log_every,
-            sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
-        )
-        trainer = Trainer(config, progress=not args.quiet)
-    summary = trainer.train()
+        if os.path.exists(checkpoint) and not getattr(args, "overwrite", False):
+            print(f"npgan: error: {out} already holds a run ({_describe_run(checkpoint)}); a new run would replace "
+                  f"its checkpoint.\nContinue it with --resume, choose another --out, or pass --overwrite to start "
+                  "over in it.", file=sys.stderr)
+            return 2
+        trainer = Trainer(_config_from_args(args, out), progress=not args.quiet)
+    try:
+        summary = trainer.train(handle_signals=True)
+    except TrainingInterrupted as stop:
+        print(f"npgan: stopped at step {stop.step} ({_signal_name(stop.signum)}); checkpoint written to "
+              f"{stop.checkpoint}\nnpgan: continue with: {resume_command(trainer.config)}", file=sys.stderr)
+        return stop.exit_status
+    except KeyboardInterrupt as err:  # a second signal abandoned the step (or a plain Ctrl-C in a handler-less thread)
+        kept = (f"the checkpoint of step {trainer.checkpoint_step} is kept; continue with: "
+                f"{resume_command(trainer.config)}" if trainer.checkpoint_step is not None
+                else "no checkpoint had been written")
+        print(f"npgan: abandoned step {trainer.step + 1} without saving; {kept}", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM
     resumed = f", {summary['total_seconds']:.0f} s since step 0" if args.resume else ""
     print(f"\ntrained {trainer.config.model} for {summary['steps']} steps in {summary['seconds']:.0f} s "
           f"({summary['ms_per_step']} ms/step{resumed})")
@@ -380,6 +494,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     tqdm.write(f"npgan: warning: {message}", file=sys.stderr)
 
 
+def _signal_name(signum) -> str:
+    from npgan.interrupt import signal_name  # noqa: PLC0415
+
+    return signal_name(signum)
+
+
 def main(argv=None) -> int:
     import warnings  # noqa: PLC0415
 
@@ -391,6 +511,8 @@ def main(argv=None) -> int:
         return bench.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        args.given = _given_options(parser, argv)
     commands = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate, "info": cmd_info}
     try:
         return commands[args.command](args)
@@ -399,6 +521,15 @@ def main(argv=None) -> int:
             raise
         print(f"npgan: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, (ValueError, FileNotFoundError)) else 1
+    except OSError as err:  # disk full or an unwritable directory outside a checkpoint write
+        if os.environ.get("NPGAN_DEBUG"):
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"npgan: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:  # before training started (loading data, building nets) or while sampling
+        print(f"\nnpgan: interrupted ({_signal_name(getattr(err, 'signum', 2))})", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)
 
 
 if __name__ == "__main__":

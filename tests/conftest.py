@@ -1,37 +1,77 @@
 """Shared pytest setup: the ``--backend`` option and the ``device`` / ``xp`` fixtures.
 
-``pytest`` runs everything on NumPy; ``pytest --backend cupy`` runs the same test bodies on the GPU.
-Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; they are skipped, with the reason,
-where CuPy or a GPU is missing.
+``pytest`` runs every test body that takes ``device`` twice: on NumPy, and on the CuPy stand-in
+(``tests/fakecupy``: a CPU imitation of CuPy's rules, not a GPU) with ``device="cuda"``.
+``pytest --backend cupy`` runs them on a real GPU instead, ``--backend numpy`` or ``--backend fakecupy``
+on one of the two only. Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; without a GPU
+they run on the stand-in, and are skipped with the reason under ``--backend numpy`` or ``--backend cupy``.
+``--run-slow`` adds the soak tests.
 """
 
+import fakecupy
 import pytest
 
 from npgan import backend
 
-BACKENDS = {"numpy": "cpu", "cupy": "cuda"}
+BACKENDS = {"numpy": "cpu", "cupy": "cuda", "fakecupy": "cuda"}
+DEFAULT_BACKENDS = ("numpy", "fakecupy")
 NO_GPU = "needs CuPy and a GPU: install cupy-cuda12x (pip install 'npgan[cuda]') on a machine with an NVIDIA GPU"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", choices=sorted(BACKENDS), default="numpy",
-                     help="array backend the device fixture runs on (default: numpy)")
+    parser.addoption("--backend", choices=sorted(BACKENDS), default=None,
+                     help="array backend the device fixture runs on (default: numpy and the CuPy stand-in)")
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (soak tests)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running (soak) tests, skipped unless --run-slow is given")
+    config.addinivalue_line("markers", "gpu: needs CuPy and a GPU")
 
 
 def pytest_collection_modifyitems(config, items):
-    wants_gpu = config.getoption("--backend") == "cupy"
-    if not (wants_gpu or any(item.get_closest_marker("gpu") for item in items)) or backend.cupy_available():
+    if not config.getoption("--run-slow"):
+        skip_slow = pytest.mark.skip(reason="slow: run with --run-slow")
+        for item in items:
+            if item.get_closest_marker("slow"):
+                item.add_marker(skip_slow)
+    chosen = config.getoption("--backend")
+    if backend.cupy_available():
         return
     skip = pytest.mark.skip(reason=NO_GPU)
     for item in items:
-        if item.get_closest_marker("gpu") or (wants_gpu and "device" in getattr(item, "fixturenames", ())):
+        gpu = item.get_closest_marker("gpu")
+        if (chosen == "cupy" and (gpu or "device" in getattr(item, "fixturenames", ()))) or \
+                (chosen == "numpy" and gpu):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _gpu_tests_on_the_stand_in(request, monkeypatch):
+    """Without a GPU, tests marked ``gpu`` run on the CuPy stand-in (unless ``--backend numpy`` or ``cupy``)."""
+    if request.node.get_closest_marker("gpu") and request.config.getoption("--backend") in (None, "fakecupy") \
+            and not backend.cupy_available():
+        fakecupy.install(monkeypatch)
+
+
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--backend")
+        metafunc.parametrize("device", [chosen] if chosen else list(DEFAULT_BACKENDS), indirect=True)
+
+
 @pytest.fixture
-def device(request):
-    """``'cpu'`` or ``'cuda'``, from ``--backend``."""
-    return BACKENDS[request.config.getoption("--backend")]
+def device(request, monkeypatch):
+    """``'cpu'`` or ``'cuda'`` (a real GPU with ``--backend cupy``, else the stand-in)."""
+    if request.param == "fakecupy":
+        fakecupy.install(monkeypatch)
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """The CuPy stand-in installed as ``cupy`` for this test; its ``COUNTS`` start at zero."""
+    return fakecupy.install(monkeypatch)
 
 
 @pytest.fixture

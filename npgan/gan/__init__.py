@@ -6,10 +6,23 @@
 
 from npgan.gan.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from npgan.gan.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_init_
-from npgan.gan.trainer import MODELS, VARIANTS, TrainConfig, Trainer, TrainingDiverged, Variant, load_generator
+from npgan.gan.trainer import (
+    MODELS,
+    RESUMABLE_SETTINGS,
+    VARIANTS,
+    CheckpointWriteError,
+    ResumeMismatch,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    TrainingInterrupted,
+    Variant,
+    load_generator,
+)
 
 __all__ = [
-    "LOSSES", "MODELS", "VARIANTS", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator",
+    "LOSSES", "MODELS", "RESUMABLE_SETTINGS", "VARIANTS", "CheckpointWriteError", "ResumeMismatch",
+    "TrainingInterrupted", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator",
     "TrainConfig", "Trainer", "TrainingDiverged", "Variant", "dcgan_init_", "discriminator_loss", "generator_loss",
     "gradient_penalty", "load_generator",
 ]

@@ -15,6 +15,7 @@ random generators, the loader's position, the fixed noise), so ``resume`` contin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,7 +26,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, nn, optim
+from npgan import backend, nn, optim, runlock
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -39,6 +40,7 @@ from npgan.gan.models import (
     MLPGenerator,
     dcgan_init_,
 )
+from npgan.interrupt import StopOnSignal, exit_status, signal_name
 
 MODELS = ("gan", "dcgan", "wgan", "wgan-gp", "cgan")
 UNROLL_MODELS = ("gan", "dcgan", "cgan")  # the models whose G can be trained against an unrolled D
@@ -314,9 +316,79 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint was kept."""
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM stopped ``train(handle_signals=True)``; the step reached was saved to ``checkpoint``."""
+
+    def __init__(self, step: int, signum: int, checkpoint: str):
+        self.step, self.signum, self.checkpoint = step, signum, checkpoint
+        self.exit_status = exit_status(signum)
+        super().__init__(f"{signal_name(signum)}: stopped at step {step}; checkpoint written to {checkpoint}")
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, unwritable directory); the previous one is kept."""
+
+
+TRAINER_FORMAT = "npgan-trainer-1"
+
+# Settings that may differ when a run is resumed: how long it runs, how often it logs, samples and saves,
+# where its files and data are, which device computes, and what is reported. Every other TrainConfig field
+# defines the run (its nets, data, losses, optimizers, schedule) and must match the checkpoint; a field added
+# to TrainConfig is covered by that check without being listed anywhere.
+RESUMABLE_SETTINGS = frozenset({"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device",
+                                "out", "dataroot", "metrics", "g_ema"})
+
+
+class ResumeMismatch(ValueError):
+    """Settings asked for on resume differ from the stored run's; ``differences`` lists (name, stored, asked)."""
+
+    def __init__(self, path: str, differences: list, stored_config=None):
+        self.path, self.differences, self.stored_config = path, differences, stored_config
+        listed = "; ".join(f"{name}: stored {stored!r}, asked {asked!r}" for name, stored, asked in differences)
+        super().__init__(f"{path} holds a different run ({listed}); only {sorted(RESUMABLE_SETTINGS)} may "
+                         "change on resume")
+
+
+def resume_differences(stored: TrainConfig, asked: dict) -> list:
+    """(name, stored value, asked value) for every setting in ``asked`` that would change the stored run."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(asked) - names)
+    if unknown:
+        raise TypeError(f"unknown TrainConfig settings {unknown}")
+    return [(name, getattr(stored, name), value) for name, value in asked.items()
+            if name not in RESUMABLE_SETTINGS and value != getattr(stored, name)]
+
+
+def _stored_config(path: str, state: dict) -> TrainConfig:
+    """The run's TrainConfig from a checkpoint, or a clear error when this npgan cannot read it."""
+    found = state.get("format")
+    if found != TRAINER_FORMAT:
+        if isinstance(found, str) and found.startswith("npgan-trainer-"):
+            raise ValueError(f"{path} was written by another npgan version (trainer format {found!r}; this npgan "
+                             f"reads {TRAINER_FORMAT!r}): use the npgan version that wrote it")
+        raise ValueError(f"{path} is not an npgan training checkpoint (no 'format: {TRAINER_FORMAT}' entry)")
+    stored = dict(state["config"])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(stored) - known)
+    if unknown:
+        raise ValueError(f"{path} has settings this npgan does not know ({', '.join(unknown)}): it was written "
+                         "by a newer npgan; upgrade npgan to use it")
+    return TrainConfig(**stored)
+
+
 def _log_row_floats(row):
-    return {k: (float(backend.asnumpy(v.data if isinstance(v, npgan.Tensor) else v)) if k != "step" else v)
-            for k, v in row.items()}
+    """A step's logged values as Python floats, copied off the device in one transfer (one sync, not one each)."""
+    keys = [k for k in row if k != "step"]
+    values = [row[k].data if isinstance(row[k], npgan.Tensor) else row[k] for k in keys]
+    arrays = [v for v in values if backend.is_array(v)]
+    if arrays:
+        xp = backend.get_array_module(*arrays)
+        dtype = backend.result_dtype(*(a.dtype for a in arrays))  # float32 stays float32: the same floats
+        stacked = backend.asnumpy(xp.stack([xp.reshape(a, ()).astype(dtype, copy=False) for a in arrays]))
+        on_host = iter(stacked.tolist())
+        values = [next(on_host) if backend.is_array(v) else float(v) for v in values]
+    floats = {k: float(v) for k, v in zip(keys, values)}
+    return {"step": row["step"], **floats} if "step" in row else floats
 
 
 class Trainer:
@@ -338,6 +410,7 @@ class Trainer:
         self._build_nets()
         self._build_optimizers()
         self.step = 0  # generator steps done
+        self.checkpoint_step: int | None = None  # the step of the last checkpoint written or loaded
         self.history: list[dict] = []  # logged rows (floats)
         # The noise behind every sample picture; a toy's scatter plot shows 1,000 points.
         self.fixed_noise = self._sample_noise(max(config.num_samples, 1000) if self.is_toy else config.num_samples)
@@ -651,11 +724,13 @@ class Trainer:
         }
 
     def _grad_norm(self, module) -> float:
-        total = 0.0
+        """The L2 norm of ``module``'s gradients, summed on the device and read once (one sync per module)."""
+        total = None
         for p in module.parameters():
             if p.grad is not None:
-                total += float((p.grad.data.astype("float64") ** 2).sum())
-        return math.sqrt(total)
+                square_sum = (p.grad.data.astype("float64") ** 2).sum()
+                total = square_sum if total is None else total + square_sum
+        return 0.0 if total is None else math.sqrt(float(backend.asnumpy(total)))
 
     def _check_finite(self, row):
         for key, value in row.items():
@@ -685,13 +760,25 @@ class Trainer:
             if norm > 100.0:
                 self._warn(f"norm {name}", f"step {row['step']}: {name}'s gradient norm is {norm:.1f} (> 100)")
 
-    def train(self, steps: int | None = None) -> dict:
-        """Train until ``steps`` (default: the config's total) generator steps are done; returns a summary."""
+    def train(self, steps: int | None = None, handle_signals: bool = False) -> dict:
+        """Train until ``steps`` (default: the config's total) generator steps are done; returns a summary.
+
+        The output directory is locked for the run (``npgan.runlock``): a second run into it is refused.
+        With ``handle_signals`` (what ``npgan train`` does), SIGINT and SIGTERM finish the step in progress,
+        write a checkpoint of it and raise ``TrainingInterrupted`` (see ``npgan.interrupt``); without it (the
+        default for library use) signals keep their usual meaning: Ctrl-C raises ``KeyboardInterrupt``
+        wherever the loop is, and the last periodic checkpoint is what remains.
+        """
+        paths = self.paths()
+        stop = StopOnSignal() if handle_signals else None
+        with runlock.run_lock(paths["out"]), (stop or contextlib.nullcontext()):
+            return self._train(steps, paths, stop)
+
+    def _train(self, steps, paths, stop) -> dict:
         from npgan import viz  # noqa: PLC0415 (matplotlib is only needed once training runs)
 
         c = self.config
         total = steps if steps is not None else self.total_steps()
-        paths = self.paths()
         os.makedirs(paths["samples"], exist_ok=True)
         self._trim_metrics(paths["metrics_log"])
         bar = _progress_bar(self.step, total, self.progress, c.model)
@@ -714,11 +801,17 @@ class Trainer:
                     bar.set_postfix_str(_postfix(floats), refresh=False)
                 if self.step % c.sample_every == 0 or self.step == total:
                     self.save_samples()
-                if self.step % c.checkpoint_every == 0 or self.step == total:
+                interrupted = stop is not None and stop.requested
+                if self.step % c.checkpoint_every == 0 or self.step == total or interrupted:
                     self._check_finite(_log_row_floats(dict(step=self.step, **row)))
-                    self.save(paths["checkpoint"])
+                    with (stop.saving() if stop is not None else contextlib.nullcontext()):
+                        self._write_checkpoint(paths["checkpoint"])
+                if interrupted:
+                    raise TrainingInterrupted(self.step, stop.signum, paths["checkpoint"])
         finally:
             bar.close()
+        if stop is not None and stop.requested:  # arrived while the last step's checkpoint was being written
+            raise TrainingInterrupted(self.step, stop.signum, paths["checkpoint"])
         seconds = time.perf_counter() - start
         summary = {"steps": self.step, "seconds": round(seconds, 2), "total_seconds": round(earlier + seconds, 2),
                    "ms_per_step": round(1000 * seconds / max(1, self.step - start_step), 1), **paths}
@@ -791,7 +884,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything an exact resume needs: nets, optimizers, step, random generators, loader, fixed noise."""
         state = {
-            "format": "npgan-trainer-1",
+            "format": TRAINER_FORMAT,
             "config": dataclasses.asdict(self.config),
             "step": self.step,
             "generator": dict(self.G.state_dict()),
@@ -827,6 +920,7 @@ class Trainer:
             else:  # g_ema switched on at resume: the average starts from the loaded weights
                 self.g_ema = optim.EMA(self.G, self.config.g_ema)
         self.step = int(state["step"])
+        self.checkpoint_step = self.step
         backend.set_rng_state(state["rng"])
         self.data_rng.bit_generator.state = state["data_rng"]
         self.fixed_noise = npgan.tensor(state["fixed_noise"], device=self.device)
@@ -842,13 +936,31 @@ class Trainer:
         """Write ``state_dict()`` atomically to ``path`` (an ``.npz``, no pickle): ``trainer.save("run/ckpt.npz")``."""
         save_checkpoint(path, self.state_dict())
 
+    def _write_checkpoint(self, path: str) -> None:
+        """``save``, with a failure (disk full, unwritable directory) told in words: what, where, what is kept."""
+        try:
+            self.save(path)
+        except OSError as err:
+            kept = (f"the previous checkpoint (step {self.checkpoint_step}) is kept" if self.checkpoint_step
+                    is not None and os.path.exists(path) else "no earlier checkpoint exists")
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of step {self.step} to {path}: {err.strerror or err}; {kept}. "
+                "Training stopped: free space (or fix the directory's permissions) and resume.") from err
+        self.checkpoint_step = self.step
+
     @classmethod
     def from_checkpoint(cls, path: str, progress: bool = True, **overrides) -> Trainer:
-        """Rebuild a trainer from a checkpoint and continue where it stopped (``overrides``: e.g. steps)."""
+        """Rebuild a trainer from a checkpoint and continue where it stopped.
+
+        ``overrides`` may change the settings in ``RESUMABLE_SETTINGS`` (length, log/sample/checkpoint
+        frequency, device, out, dataroot, metrics, g_ema); giving any other setting a value that differs from
+        the stored run's raises ``ResumeMismatch`` listing each difference (equal values are accepted).
+        """
         state = load_checkpoint(path)
-        if state.get("format") != "npgan-trainer-1":
-            raise ValueError(f"{path} is not an npgan training checkpoint")
-        config = TrainConfig(**state["config"])
+        config = _stored_config(path, state)
+        differences = resume_differences(config, overrides)
+        if differences:
+            raise ResumeMismatch(path, differences, config)
         for key, value in overrides.items():
             setattr(config, key, value)
         trainer = cls(config, progress=progress)
@@ -864,9 +976,7 @@ def load_generator(path: str, device: str = "cpu", averaged: bool = True):
     (as its pictures and metrics did) unless ``averaged`` is False.
     """
     state = load_checkpoint(path)
-    if state.get("format") != "npgan-trainer-1":
-        raise ValueError(f"{path} is not an npgan training checkpoint (no 'format: npgan-trainer-1' entry)")
-    config = TrainConfig(**state["config"])
+    config = _stored_config(path, state)
     config.device = device
     shape = tuple(state["sample_shape"])
     G, _, nz = build_nets(config, shape, int(state["num_classes"]), bool(state["is_toy"]))

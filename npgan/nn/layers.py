@@ -576,7 +576,10 @@ class Embedding(Module):
         if not backend.is_array(array) or array.dtype.kind not in "iu":
             kind = f"dtype {array.dtype}" if backend.is_array(array) else type(indices).__name__
             raise TypeError(f"{self._describe()} expected integer indices (a Tensor or array of ints), got {kind}")
-        if array.size and (int(array.min()) < 0 or int(array.max()) >= self.num_embeddings):
+        # Range-checked on the host only: on the GPU, reading min/max back would stop the device twice per call
+        # (labels come from the data loader or the sampler, already in range there).
+        if array.size and not backend.is_cupy_array(array) and \
+                (int(array.min()) < 0 or int(array.max()) >= self.num_embeddings):
             raise ValueError(
                 f"{self._describe()} expected indices in [0, {self.num_embeddings}), got values in "
                 f"[{int(array.min())}, {int(array.max())}]"

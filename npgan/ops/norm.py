@@ -208,7 +208,9 @@ def embedding(indices, weight) -> Tensor:
         indices = as_tensor(indices).data
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= weight.shape[0]):
+    # Host arrays only: on the GPU the check would be two device-to-host syncs per call (see nn.Embedding).
+    if indices.size and not backend.is_cupy_array(indices) and \
+            (int(indices.min()) < 0 or int(indices.max()) >= weight.shape[0]):
         raise ValueError(
             f"embedding: indices must be in [0, {weight.shape[0]}), got values in "
             f"[{int(indices.min())}, {int(indices.max())}]"
