@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=_positive_int, default=500)
     run.add_argument("--no-metrics", action="store_true", help="skip the sample-quality metrics at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--sync-bn", action="store_true",
+                     help="under mpiexec: BatchNorm statistics of the global batch, not of each rank's shard")
 
     sample = sub.add_parser("sample", help="draw samples from a trained checkpoint")
     sample.add_argument("checkpoint")
@@ -151,7 +153,8 @@ def cmd_train(args) -> int:
         if args.epochs:
             overrides["epochs"] = args.epochs
         trainer = Trainer.from_checkpoint(checkpoint, progress=not args.quiet, **overrides)
-        print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
+        if trainer.comm.is_main:
+            print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
     else:
         config = TrainConfig(
             model=args.model, dataset=args.dataset, dataroot=args.dataroot, image_size=args.image_size,
@@ -164,9 +167,12 @@ def cmd_train(args) -> int:
             g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
             g_ema=args.g_ema, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
+            sync_batch_norm=args.sync_bn,
         )
         trainer = Trainer(config, progress=not args.quiet)
     summary = trainer.train()
+    if not trainer.comm.is_main:  # under mpiexec, rank 0 reports for the job
+        return 0
     resumed = f", {summary['total_seconds']:.0f} s since step 0" if args.resume else ""
     print(f"\ntrained {trainer.config.model} for {summary['steps']} steps in {summary['seconds']:.0f} s "
           f"({summary['ms_per_step']} ms/step{resumed})")

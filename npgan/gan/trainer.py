@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, optim
+from npgan import backend, distributed, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -128,6 +128,7 @@ class TrainConfig:
     lr_decay: bool = False  # decay both learning rates linearly to 0 over the run
     r1_gamma: float = 0.0  # R1: add gamma / 2 * E||grad_x D(x_real)||^2 to D's loss (Mescheder et al. 2018)
     g_ema: float = 0.0  # sample from an exponential moving average of G's weights with this decay (0: off)
+    sync_batch_norm: bool = False  # under MPI: BatchNorm statistics of the global batch, not of each rank's shard
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -244,17 +245,21 @@ class Trainer:
     >>> summary = trainer.train()
     """
 
-    def __init__(self, config: TrainConfig, progress: bool = True):
+    def __init__(self, config: TrainConfig, progress: bool = True, comm: distributed.Communicator | None = None):
         config.validate()
         self.config = config
         self.variant = variant_for(config.model, config.dataset in TOY_DATASETS)
-        self.progress = progress
+        # Data parallel over MPI (npgan.distributed): each rank trains on its shard of every global batch.
+        self.comm = comm if comm is not None else distributed.world()
+        self._check_shards()
+        self.progress = progress and self.comm.is_main
         self.device = backend.check_device(config.device)
         npgan.manual_seed(config.seed)
         self.data_rng = backend.numpy.random.default_rng(config.seed + 1)
         self._build_data()
         self._build_nets()
         self._build_optimizers()
+        self._distribute()
         self.step = 0  # generator steps done
         self.history: list[dict] = []  # logged rows (floats)
         # The noise behind every sample picture; a toy's scatter plot shows 1,000 points.
@@ -317,6 +322,34 @@ class Trainer:
             self.opt_g = optim.RMSprop(self.G.parameters(), lr=lr_g)
             self.opt_d = optim.RMSprop(self.D.parameters(), lr=lr_d)
 
+    def _check_shards(self):
+        c, size = self.config, self.comm.size
+        if c.batch_size % size:
+            raise ValueError(f"--batch-size {c.batch_size} (the global batch) does not divide by the {size} MPI "
+                             f"ranks: choose a multiple of {size}")
+        if (c.batch_size // size) % c.pack:
+            raise ValueError(f"each of the {size} ranks gets {c.batch_size // size} samples of --batch-size "
+                             f"{c.batch_size}, not a multiple of --pack {c.pack}")
+
+    def _distribute(self):
+        """Under MPI: rank 0's initial weights everywhere, averaged gradients before every optimizer step."""
+        if self.comm.size == 1:
+            return
+        for module in (self.G, self.D) + ((self.g_ema.module,) if self.g_ema is not None else ()):
+            self.comm.broadcast_module_(module)
+        if self.config.sync_batch_norm:
+            distributed.convert_sync_batchnorm(self.G, self.comm)
+            distributed.convert_sync_batchnorm(self.D, self.comm)
+        self.opt_g = distributed.DistributedOptimizer(self.opt_g, self.comm)
+        self.opt_d = distributed.DistributedOptimizer(self.opt_d, self.comm)
+
+    def _shard(self, tensor):
+        """This rank's part of a global batch (the whole batch in one process)."""
+        if tensor is None or self.comm.size == 1:
+            return tensor
+        n = tensor.shape[0] // self.comm.size
+        return npgan.Tensor(tensor.data[self.comm.rank * n:(self.comm.rank + 1) * n])
+
     def total_steps(self) -> int:
         c = self.config
         if c.steps is not None:
@@ -343,11 +376,11 @@ class Trainer:
         c = self.config
         if self.is_toy:
             sample = TOY_DATASETS[c.dataset](c.batch_size, self.data_rng)
-            return npgan.tensor(sample, device=self.device), None
+            return self._shard(npgan.tensor(sample, device=self.device)), None
         if self._batches is None:
             self._batches = self.loader.batches()
-        images, labels = next(self._batches)
-        return images, (labels if self.num_classes else None)
+        images, labels = next(self._batches)  # the global batch: every rank keeps its shard
+        return self._shard(images), (self._shard(labels) if self.num_classes else None)
 
     def generate(self, n=None, noise=None, labels=None, averaged=True):
         """Samples from G in eval mode (BatchNorm uses its running statistics), without a graph.
@@ -376,7 +409,8 @@ class Trainer:
         std = self.config.instance_noise * max(0.0, 1.0 - self.step / max(1, self.total_steps()))
         if std <= 0.0:
             return x
-        return x + npgan.randn(*x.shape, dtype=x.dtype, device=x.device) * std
+        noise = npgan.randn(x.shape[0] * self.comm.size, *x.shape[1:], dtype=x.dtype, device=x.device)
+        return x + self._shard(noise) * std
 
     def _critic(self, x, labels=None):
         """D's scores of samples x, packed when ``pack`` > 1."""
@@ -405,7 +439,7 @@ class Trainer:
         fake = None
         for _ in range(self._critic_iterations()):
             real, labels = self._real_batch()
-            z = self._sample_noise(real.shape[0])
+            z = self._shard(self._sample_noise(real.shape[0] * self.comm.size))
             if reuse_fake:
                 fake = self.G(z, labels) if self.num_classes else self.G(z)
                 fake_for_d = fake.detach()
@@ -439,8 +473,8 @@ class Trainer:
 
         # Generator step: D's weights get no gradient here, so their weight-gradient GEMMs are skipped.
         if fake is None:
-            labels = self._sample_labels(c.batch_size)
-            z = self._sample_noise(c.batch_size)
+            labels = self._shard(self._sample_labels(c.batch_size))
+            z = self._shard(self._sample_noise(c.batch_size))
             fake = self.G(z, labels) if self.num_classes else self.G(z)
         self.D.requires_grad_(False)
         d_fake_g = self._D(fake, labels)
@@ -493,6 +527,8 @@ class Trainer:
         last = self._warned.get(key)
         if last is None or self.step - last >= 10 * self.config.log_every:
             self._warned[key] = self.step
+            if not self.comm.is_main:  # every rank sees the same averaged gradients: one warning is enough
+                return
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _watch(self, row):
@@ -510,38 +546,51 @@ class Trainer:
         from npgan import viz  # noqa: PLC0415 (matplotlib is only needed once training runs)
 
         c = self.config
+        main = self.comm.is_main  # under MPI, rank 0 alone writes files and shows progress
         total = steps if steps is not None else self.total_steps()
         paths = self.paths()
-        os.makedirs(paths["samples"], exist_ok=True)
-        self._trim_metrics(paths["metrics_log"])
+        if main:
+            os.makedirs(paths["samples"], exist_ok=True)
+            self._trim_metrics(paths["metrics_log"])
         bar = _progress_bar(self.step, total, self.progress, c.model)
         start = time.perf_counter()
         start_step = self.step
         # The log's "time" counts training seconds since step 0, across resumes (restored with the history).
         earlier = self.history[-1].get("time", 0.0) if self.history else 0.0
         try:
-            while self.step < total:
-                row = self.train_step()
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == total:
-                    floats = _log_row_floats(dict(step=self.step, **row))
-                    self._check_finite(floats)
-                    self._watch(floats)
-                    floats["time"] = round(earlier + time.perf_counter() - start, 3)
-                    self.history.append(floats)
-                    with open(paths["metrics_log"], "a") as f:
-                        f.write(json.dumps(floats) + "\n")
-                    bar.set_postfix_str(_postfix(floats), refresh=False)
-                if self.step % c.sample_every == 0 or self.step == total:
-                    self.save_samples()
-                if self.step % c.checkpoint_every == 0 or self.step == total:
-                    self._check_finite(_log_row_floats(dict(step=self.step, **row)))
-                    self.save(paths["checkpoint"])
+            # Under MPI, one rank's exception (or NaN) ends every rank, instead of leaving them in a collective.
+            with distributed.abort_on_error(self.comm, lambda: f"at step {self.step + 1}"):
+                while self.step < total:
+                    row = self.train_step()
+                    bar.update(1)
+                    if self.step % c.log_every == 0 or self.step == total:
+                        floats = _log_row_floats(dict(step=self.step, **row))
+                        self._check_finite(floats)  # every rank: its own shard's losses
+                        self._watch(floats)
+                        floats["time"] = round(earlier + time.perf_counter() - start, 3)
+                        self.history.append(floats)
+                        if main:
+                            with open(paths["metrics_log"], "a") as f:
+                                f.write(json.dumps(floats) + "\n")
+                        bar.set_postfix_str(_postfix(floats), refresh=False)
+                    sample = self.step % c.sample_every == 0 or self.step == total
+                    checkpoint = self.step % c.checkpoint_every == 0 or self.step == total
+                    if sample or checkpoint:  # per-rank BatchNorm statistics: one average on every rank
+                        for module in (self.G, self.D):
+                            self.comm.average_buffers_(module)
+                    if sample and main:
+                        self.save_samples()
+                    if checkpoint:
+                        self._check_finite(_log_row_floats(dict(step=self.step, **row)))
+                        if main:
+                            self.save(paths["checkpoint"])
         finally:
             bar.close()
         seconds = time.perf_counter() - start
         summary = {"steps": self.step, "seconds": round(seconds, 2), "total_seconds": round(earlier + seconds, 2),
                    "ms_per_step": round(1000 * seconds / max(1, self.step - start_step), 1), **paths}
+        if not main:
+            return summary
         if self.sample_paths:
             viz.save_gif(self.sample_paths, paths["gif"])
         if self.history:
@@ -659,15 +708,19 @@ class Trainer:
         save_checkpoint(path, self.state_dict())
 
     @classmethod
-    def from_checkpoint(cls, path: str, progress: bool = True, **overrides) -> Trainer:
-        """Rebuild a trainer from a checkpoint and continue where it stopped (``overrides``: e.g. steps)."""
+    def from_checkpoint(cls, path: str, progress: bool = True, comm=None, **overrides) -> Trainer:
+        """Rebuild a trainer from a checkpoint and continue where it stopped (``overrides``: e.g. steps).
+
+        Under MPI every rank loads the same file; a checkpoint holds no trace of the number of ranks that
+        wrote it, so it resumes on any number of ranks that divides the global batch.
+        """
         state = load_checkpoint(path)
         if state.get("format") != "npgan-trainer-1":
             raise ValueError(f"{path} is not an npgan training checkpoint")
         config = TrainConfig(**state["config"])
         for key, value in overrides.items():
             setattr(config, key, value)
-        trainer = cls(config, progress=progress)
+        trainer = cls(config, progress=progress, comm=comm)
         trainer.load_state_dict(state)
         return trainer
 
