@@ -1,0 +1,214 @@
+"""npgan.distributed: a world of one process without MPI, and data-parallel training under ``mpiexec -n 2``.
+
+The MPI tests start ``mpiexec -n N python tests/distributed_worker.py ...`` and skip, saying why, where
+mpiexec or mpi4py is missing (``pip install "npgan[mpi]"`` brings both; .ci/run installs them).
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import npgan
+from npgan import distributed
+from npgan.checkpoint import load_checkpoint
+from npgan.gan.trainer import TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = str(ROOT / "tests" / "distributed_worker.py")
+MPIEXEC = shutil.which("mpiexec")
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or not HAVE_MPI4PY,
+    reason='needs mpiexec and mpi4py: pip install "npgan[mpi]" (mpi4py and the mpich wheel)',
+)
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    for name in distributed.SIZE_VARIABLES + distributed.RANK_VARIABLES:  # the test itself is not a rank
+        env.pop(name, None)
+    return env
+
+
+def run(ranks, *args, timeout=120):
+    """``mpiexec -n ranks python *args`` (a plain ``python`` for one rank); the finished process."""
+    command = [sys.executable, *args]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    return subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def check(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def params(path):
+    with np.load(path) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+# -- a world of one process ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_world(monkeypatch):
+    """world() computed anew from the environment, which holds no MPI launcher variables."""
+    monkeypatch.setattr(distributed, "_WORLD", None)
+    for name in distributed.SIZE_VARIABLES + distributed.RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    distributed._WORLD = None
+
+
+def test_world_without_a_launcher_is_one_process_and_never_imports_mpi4py(fresh_world, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # an import would fail
+    comm = distributed.world()
+    assert (comm.rank, comm.size, comm.is_main) == (0, 1, True)
+    assert distributed.world() is comm
+
+
+def test_launcher_without_mpi4py_says_how_to_install_it(fresh_world, monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(RuntimeError, match=r"MPI launcher as 2 processes.*npgan\[mpi\]"):
+        distributed.world()
+
+
+def test_launcher_world_size_reads_mpich_and_open_mpi_variables():
+    assert distributed.launcher_world_size({}) == 1
+    assert distributed.launcher_world_size({"PMI_SIZE": "4"}) == 4
+    assert distributed.launcher_world_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
+
+
+def test_default_blas_threads_divide_the_cores_among_the_ranks_unless_the_user_chose(monkeypatch):
+    class TwoRanksHere(distributed.Communicator):
+        def local_size(self):
+            return 2
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert distributed.default_blas_threads(TwoRanksHere(), environ={}) == 4
+    assert distributed.default_blas_threads(TwoRanksHere(), environ={"OMP_NUM_THREADS": "3"}) is None
+
+
+def test_collectives_of_a_world_of_one_are_the_identity():
+    comm = distributed.Communicator()
+    a = np.arange(4, dtype=np.float32)
+    assert comm.allreduce_sum_(a) is a and (a == np.arange(4)).all()
+    assert comm.broadcast_(a) is a and comm.broadcast_object({"x": 1}) == {"x": 1}
+    with pytest.raises(SystemExit):
+        comm.abort("npgan: error: a test of the message")
+
+
+def test_distributed_optimizer_in_a_world_of_one_is_the_plain_optimizer():
+    w = npgan.nn.Parameter(npgan.ones(3))
+    opt = distributed.DistributedOptimizer(npgan.optim.SGD([w], lr=0.5), distributed.Communicator())
+    w.grad = npgan.tensor(np.array([1.0, 2.0, 4.0], dtype=np.float32))
+    opt.step()
+    np.testing.assert_array_equal(w.data, np.array([0.5, 0.0, -1.0], dtype=np.float32))
+    assert opt.param_groups is opt.optimizer.param_groups
+
+
+def test_sync_batchnorm_in_a_world_of_one_is_batchnorm():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3, 4, 4)).astype(np.float32)
+    plain, synced = npgan.nn.BatchNorm2d(3), npgan.nn.BatchNorm2d(3)
+    distributed.convert_sync_batchnorm(synced, distributed.Communicator())
+    assert type(synced).__name__ == "SyncBatchNorm2d" and list(synced.state_dict()) == list(plain.state_dict())
+    np.testing.assert_array_equal(synced(npgan.tensor(x)).data, plain(npgan.tensor(x)).data)
+
+
+def test_a_global_batch_that_does_not_divide_by_the_ranks_is_refused_naming_both():
+    comm = distributed.Communicator()
+    comm.size = 3  # the check comes before any collective
+    with pytest.raises(ValueError, match=r"--batch-size 64 .* the 3 MPI ranks"):
+        Trainer(TrainConfig(model="gan", dataset="fake", batch_size=64, steps=1), progress=False, comm=comm)
+
+
+# -- under mpiexec -n 2 ----------------------------------------------------------------------------------
+
+
+@needs_mpi
+def test_gradients_and_batch_norm_sums_are_averaged_over_two_ranks():
+    result = check(run(2, WORKER, "collectives"))
+    assert result.stdout.count("collectives ok") == 2
+
+
+@needs_mpi
+def test_two_ranks_hold_identical_parameters_equal_to_one_process_on_the_same_global_batch(tmp_path):
+    # The original GAN (no BatchNorm), 20 steps, global batch 64: 32 samples per rank.
+    (tmp_path / "two").mkdir(), (tmp_path / "one").mkdir()
+    check(run(2, WORKER, "train", str(tmp_path / "two"), "gan", "20", "64"))
+    check(run(1, WORKER, "train", str(tmp_path / "one"), "gan", "20", "64"))
+    rank0, rank1 = params(tmp_path / "two" / "params-rank0.npz"), params(tmp_path / "two" / "params-rank1.npz")
+    single = params(tmp_path / "one" / "params-rank0.npz")
+    for name in rank0:
+        # Both ranks apply the same Allreduced gradient to the same weights: equal bit for bit.
+        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+        # One process sums the batch's 64 per-sample gradients in one GEMM; two ranks sum 32 each and then
+        # add the two sums: float32 rounding in another order (relative 1e-7 of a gradient). Adam turns a
+        # gradient into a step of at most ~lr = 2e-4, so after 20 steps 1e-5 (5% of one step) bounds rounding
+        # (measured: under 1e-6), while another batch (a wrong shard, other noise) moves weights by ~lr.
+        np.testing.assert_allclose(rank0[name], single[name], rtol=0, atol=1e-5, err_msg=name)
+
+
+@needs_mpi
+def test_synchronised_batchnorm_equals_one_process_and_per_rank_batchnorm_does_not(tmp_path):
+    for name in ("sync", "per-rank", "one"):
+        (tmp_path / name).mkdir()
+    check(run(2, WORKER, "train", str(tmp_path / "sync"), "dcgan", "3", "16", "sync"))
+    check(run(2, WORKER, "train", str(tmp_path / "per-rank"), "dcgan", "3", "16"))
+    check(run(1, WORKER, "train", str(tmp_path / "one"), "dcgan", "3", "16"))
+    single = params(tmp_path / "one" / "params-rank0.npz")
+    synced = params(tmp_path / "sync" / "params-rank0.npz")
+    per_rank = params(tmp_path / "per-rank" / "params-rank0.npz")
+    worst_sync = max(np.abs(synced[k] - single[k]).max() for k in single)
+    worst_per_rank = max(np.abs(per_rank[k] - single[k]).max() for k in single)
+    # Same bound and reason as the GAN test above; statistics of 8 samples instead of 16 move the weights
+    # by a sizeable part of Adam's step lr = 2e-4.
+    assert worst_sync < 1e-5, worst_sync
+    assert worst_per_rank > 2e-5, worst_per_rank
+
+
+@needs_mpi
+def test_dcgan_with_synchronised_batchnorm_resumes_from_two_ranks_on_one_through_the_cli(tmp_path):
+    out = str(tmp_path)
+    cli = ["-m", "npgan.cli", "train", "dcgan", "--dataset", "fake", "--image-size", "32", "--ngf", "8",
+           "--ndf", "8", "--batch-size", "8", "--out", out, "--quiet", "--no-metrics", "--log-every", "1"]
+    first = check(run(2, *cli, "--steps", "3", "--sync-bn"))
+    assert first.stdout.count("trained dcgan for 3 steps") == 1  # rank 0 alone reports
+    assert load_checkpoint(os.path.join(out, "checkpoint.npz"))["config"]["sync_batch_norm"] is True
+    resumed = check(run(1, *cli, "--resume", "--steps", "5"))
+    assert "resuming dcgan from step 3" in resumed.stdout
+    assert load_checkpoint(os.path.join(out, "checkpoint.npz"))["step"] == 5
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4, 5]  # one writer: no duplicate rows
+
+
+@needs_mpi
+def test_dcgan_with_per_rank_batchnorm_resumes_from_one_rank_on_two(tmp_path):
+    check(run(1, WORKER, "train", str(tmp_path), "dcgan", "3", "8"))
+    check(run(2, WORKER, "resume", str(tmp_path), "5"))
+    assert load_checkpoint(os.path.join(tmp_path, "checkpoint.npz"))["step"] == 5
+    rank0, rank1 = params(tmp_path / "params-rank0.npz"), params(tmp_path / "params-rank1.npz")
+    for name in rank0:  # weights by the averaged gradients, running statistics by averaging at the checkpoint
+        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+
+
+@needs_mpi
+def test_a_rank_raising_mid_step_ends_the_whole_job_with_one_message(tmp_path):
+    start = time.perf_counter()
+    result = run(2, WORKER, "fail", str(tmp_path), "3", timeout=60)  # a hang would time out
+    elapsed = time.perf_counter() - start
+    assert result.returncode != 0
+    assert "rank 1 of 2 failed at step 3: ValueError: injected failure" in result.stderr
+    assert "stopping all 2 ranks" in result.stderr
+    assert elapsed < 30, f"the job took {elapsed:.1f} s to end"
