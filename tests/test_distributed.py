@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,11 +40,22 @@ def _env():
 
 
 def run(ranks, *args, timeout=120):
-    """``mpiexec -n ranks python *args`` (a plain ``python`` for one rank); the finished process."""
+    """``mpiexec -n ranks python *args`` (a plain ``python`` for one rank); the finished process.
+
+    On a timeout the whole process group (mpiexec and every rank) is killed before the test fails.
+    """
     command = [sys.executable, *args]
     if ranks > 1:
         command = [MPIEXEC, "-n", str(ranks), *command]
-    return subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    process = subprocess.Popen(command, env=_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"{' '.join(command)} did not end within {timeout} s")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def check(result):
