@@ -3,7 +3,8 @@
     train OUT MODEL STEPS BATCH [sync]   train on fake data, then write OUT/params-rank{R}.npz (every rank)
     resume OUT STEPS                     continue OUT/checkpoint.npz up to STEPS, then write the same files
     collectives                          DistributedOptimizer's averaging; SyncBatchNorm against BatchNorm
-    fail STEP                            rank 1 raises at generator step STEP; the job must end, not hang
+    fail OUT STEP [nan]                  rank 1 raises in generator step STEP (or its loss becomes NaN there);
+                                         the job must end, not hang
 """
 
 import os
@@ -91,14 +92,18 @@ def sync_bn():
     print(f"rank {comm.rank}: collectives ok", flush=True)
 
 
-def fail(out, step):
+def fail(out, step, kind="raise"):
     trainer = Trainer(config(out, "gan", 50, 64), progress=False)
     original = trainer.train_step
 
     def train_step():
-        if trainer.comm.rank == 1 and trainer.step + 1 == int(step):
+        failing = trainer.comm.rank == 1 and trainer.step + 1 == int(step)
+        if failing and kind == "raise":
             raise ValueError("injected failure")
-        return original()
+        row = original()
+        if failing:  # this rank alone: the others' losses stay finite
+            row["loss_d"] = float("nan")
+        return row
 
     trainer.train_step = train_step
     trainer.train()

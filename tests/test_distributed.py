@@ -219,11 +219,15 @@ def test_dcgan_with_per_rank_batchnorm_resumes_from_one_rank_on_two(tmp_path):
 
 
 @needs_mpi
-def test_a_rank_raising_mid_step_ends_the_whole_job_with_one_message(tmp_path):
+@pytest.mark.parametrize("kind, message", [
+    ("raise", "rank 1 of 2 failed at step 3: ValueError: injected failure"),
+    ("nan", "rank 1 of 2 failed at step 3: TrainingDiverged: loss_d became nan at step 3"),
+])
+def test_a_rank_raising_or_diverging_mid_step_ends_the_whole_job_with_one_message(tmp_path, kind, message):
     start = time.perf_counter()
-    result = run(2, WORKER, "fail", str(tmp_path), "3", timeout=60)  # a hang would time out
+    result = run(2, WORKER, "fail", str(tmp_path), "3", kind, timeout=60)  # a hang would time out
     elapsed = time.perf_counter() - start
     assert result.returncode != 0
-    assert "rank 1 of 2 failed at step 3: ValueError: injected failure" in result.stderr
-    assert "stopping all 2 ranks" in result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("stopping all 2 ranks") == 1
     assert elapsed < 30, f"the job took {elapsed:.1f} s to end"

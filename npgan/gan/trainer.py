@@ -559,8 +559,10 @@ class Trainer:
         earlier = self.history[-1].get("time", 0.0) if self.history else 0.0
         try:
             # Under MPI, one rank's exception (or NaN) ends every rank, instead of leaving them in a collective.
-            with distributed.abort_on_error(self.comm, lambda: f"at step {self.step + 1}"):
+            doing = [self.step + 1]  # the step in progress, for the message
+            with distributed.abort_on_error(self.comm, lambda: f"at step {doing[0]}"):
                 while self.step < total:
+                    doing[0] = self.step + 1
                     row = self.train_step()
                     bar.update(1)
                     if self.step % c.log_every == 0 or self.step == total:
