@@ -230,7 +230,7 @@ def abort_on_error(comm: Communicator, where=lambda: ""):
 class DistributedOptimizer:
     """An optimizer whose ``step()`` first averages the gradients over all ranks (ChainerMN's
     ``create_multi_node_optimizer``, PyTorch's DDP): every gradient is packed into one contiguous buffer,
-    the buffer is summed with one Allreduce and scaled by 1 / size, and the averaged gradients are handed
+    each scaled by 1 / size, the buffer is summed with one Allreduce, and the averaged gradients are handed
     to the wrapped optimizer. Everything else (``param_groups``, ``state_dict``, ``zero_grad``) is the
     wrapped optimizer's, so checkpoints do not depend on the number of ranks.
 
@@ -262,19 +262,18 @@ class DistributedOptimizer:
         xp = backend.get_array_module(params[0].data)
         if self._buffer is None or self._buffer.size != total + len(params):
             self._buffer = xp.empty(total + len(params), dtype=params[0].data.dtype)
-        buffer, offset = self._buffer, 0
+        buffer, offset, scale = self._buffer, 0, 1.0 / self.comm.size
         counts = buffer[total:]
         for i, p in enumerate(params):
             n = p.data.size
             if p.grad is None:
                 buffer[offset:offset + n] = 0.0
                 counts[i] = 0.0
-            else:
-                buffer[offset:offset + n] = p.grad.data.reshape(-1)
+            else:  # packed already divided by N: the sum over the ranks is the mean, one pass fewer
+                xp.multiply(p.grad.data.reshape(-1), scale, out=buffer[offset:offset + n])
                 counts[i] = 1.0
             offset += n
         self.comm.allreduce_sum_(buffer)
-        buffer[:total] *= 1.0 / self.comm.size
         offset = 0
         for i, p in enumerate(params):
             n = p.data.size
