@@ -84,11 +84,13 @@ def worker(args) -> None:
         step()
     comm.barrier()
     sync["seconds"] = 0.0
+    cpu_start = time.process_time()  # CPU seconds of this process, all its threads (spinning included)
     times = bench.time_steps(step, args.steps, lambda: None)
+    cpu_ms = 1000 * (time.process_time() - cpu_start) / args.steps
     threads = [pool.get("num_threads") for pool in threadpoolctl.threadpool_info()]
     if comm.is_main:
         answer = {"ms": [round(1000 * t, 2) for t in times], "allreduce_ms": 1000 * sync["seconds"] / args.steps,
-                  "ranks": comm.size, "blas_threads": threads, "local_batch": local_batch,
+                  "cpu_ms": cpu_ms, "ranks": comm.size, "blas_threads": threads, "local_batch": local_batch,
                   "load_average": os.getloadavg()[0]}
         print(json.dumps(answer), flush=True)
 
@@ -153,13 +155,14 @@ def main(argv=None) -> int:
     rows = []
     for config in configs:
         todo = variants(config, args.ranks, torch_available)
-        results = {name: {"ms": [], "allreduce_ms": [], "load": []} for name, *_ in todo}
+        results = {name: {"ms": [], "allreduce_ms": [], "load": [], "cpu_ms": []} for name, *_ in todo}
         for steps in per_round:
             for name, library, ranks, sync_bn in todo:
                 answer = run_variant(args, config, library, ranks, sync_bn, steps)
                 results[name]["ms"] += answer["ms"]
                 results[name]["allreduce_ms"].append(answer["allreduce_ms"])
                 results[name]["load"].append(answer["load_average"])
+                results[name]["cpu_ms"].append(answer["cpu_ms"])
                 results[name]["blas_threads"] = answer["blas_threads"]
                 print(f"# {config} {name}: median {statistics.median(answer['ms']):.1f} ms/step", file=sys.stderr)
         single = statistics.median(results["1 process"]["ms"])
@@ -170,6 +173,7 @@ def main(argv=None) -> int:
                    "ms_median": round(ms, 1), "images_per_s": round(args.batch_size / ms * 1000, 1),
                    "speedup_vs_1_process": round(single / ms, 2),
                    "allreduce_ms": round(statistics.median(results[name]["allreduce_ms"]), 2),
+                   "cpu_ms_per_process": round(statistics.median(results[name]["cpu_ms"]), 1),
                    "steps": len(results[name]["ms"]), "rounds": args.rounds,
                    "load_average_1min": round(max(results[name]["load"]), 2),  # the machine's, highest seen
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
