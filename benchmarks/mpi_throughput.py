@@ -13,7 +13,9 @@ times the training step of the global batch (``--batch-size``, 64) run as:
     PyTorch           one process with ``--ranks`` threads (when PyTorch is installed)
 Every variant runs in fresh processes, ``--rounds`` times, the variants taking turns (A B C A B C ...), so
 a change in the load of a shared machine hits all alike; a row gives the median over all timed steps. An MPI
-step's time is rank 0's, whose Allreduce waits for the slower rank; the Allreduce's own time is reported.
+step's time is rank 0's, whose Allreduce waits for the slower rank; the Allreduce's own time is reported, and
+so is the CPU time per step of the (rank 0) process, all its threads together: on a loaded machine the wall
+time of a step grows with the load, its CPU time much less.
 
 Prints one JSON line per measurement and a Markdown table (docs/DISTRIBUTED.md holds the measured one).
 """
