@@ -156,6 +156,17 @@ def test_gradients_and_batch_norm_sums_are_averaged_over_two_ranks():
 
 
 @needs_mpi
+def test_mpiexec_without_mpi4py_stops_every_rank_with_the_install_hint(tmp_path):
+    train = ["train", "gan", "--dataset", "fake", "--steps", "1", "--out", str(tmp_path)]
+    block_mpi4py = f"import sys; sys.modules['mpi4py'] = None; from npgan.cli import main; sys.exit(main({train!r}))"
+    result = run(2, "-c", block_mpi4py, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.count("started by an MPI launcher as 2 processes, but mpi4py cannot be imported") == 2
+    assert 'pip install "npgan[mpi]"' in result.stderr
+    assert not os.path.exists(tmp_path / "checkpoint.npz")
+
+
+@needs_mpi
 def test_two_ranks_hold_identical_parameters_equal_to_one_process_on_the_same_global_batch(tmp_path):
     # The original GAN (no BatchNorm), 20 steps, global batch 64: 32 samples per rank.
     (tmp_path / "two").mkdir(), (tmp_path / "one").mkdir()
