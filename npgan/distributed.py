@@ -189,6 +189,8 @@ def world() -> Communicator:
 def default_blas_threads(comm: Communicator, environ=None) -> int | None:
     """(cores / ranks on this machine) BLAS threads per rank, so N ranks do not oversubscribe the cores.
 
+    The cores are those this process may run on: a launcher that binds each rank to its own cores gives
+    fewer, never more (a rank bound to a socket shared with other ranks may get fewer than it could use).
     None when the user chose a thread count through the environment (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS,
     MKL_NUM_THREADS, BLIS_NUM_THREADS): that choice wins.
     """
