@@ -32,7 +32,7 @@ from npgan.ops.norm import BatchNorm, _from_rows, _rowdot, _to_rows
 
 __all__ = [
     "Communicator", "DistributedOptimizer", "SyncBatchNorm", "abort_on_error", "convert_sync_batchnorm",
-    "default_blas_threads", "launcher_world_size", "world",
+    "default_blas_threads", "launcher_world_size", "use_local_gpu", "world",
 ]
 
 # What MPI launchers put in each process's environment (MPICH/Intel MPI's Hydra, Open MPI, MVAPICH).
@@ -75,17 +75,25 @@ class Communicator:
     def __deepcopy__(self, memo):  # modules holding it (SyncBatchNorm) may be copied: the job stays one
         return self
 
-    def local_size(self) -> int:
-        """How many ranks of this job run on this machine (they share its cores)."""
+    def _node(self) -> tuple[int, int]:
+        """(this rank's index among the ranks on this machine, how many run here)."""
         if self.mpi_comm is None:
-            return 1
+            return 0, 1
         from mpi4py import MPI  # noqa: PLC0415
 
         node = self.mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
         try:
-            return node.Get_size()
+            return node.Get_rank(), node.Get_size()
         finally:
             node.Free()
+
+    def local_rank(self) -> int:
+        """This rank's index among the ranks on this machine (which GPU it takes)."""
+        return self._node()[0]
+
+    def local_size(self) -> int:
+        """How many ranks of this job run on this machine (they share its cores)."""
+        return self._node()[1]
 
     def allreduce_sum_(self, array):
         """Sum ``array`` over all ranks, in place (every rank gets the same sum); returns it."""
@@ -184,6 +192,18 @@ def world() -> Communicator:
     if threads is not None:
         _limit_blas_threads(threads)
     return _WORLD
+
+
+def use_local_gpu(comm: Communicator) -> int | None:
+    """Under MPI with ``device='cuda'``: the k-th rank on a machine makes GPU k (mod the GPUs there) CuPy's
+    current device, so N ranks on a machine with N GPUs use one each instead of all sharing GPU 0. Call it
+    before any array is put on the GPU; returns the GPU's index (None in a world of one process)."""
+    if comm.size == 1:
+        return None
+    cupy = backend.array_module_for("cuda")
+    index = comm.local_rank() % cupy.cuda.runtime.getDeviceCount()
+    cupy.cuda.Device(index).use()
+    return index
 
 
 def default_blas_threads(comm: Communicator, environ=None) -> int | None:

@@ -112,6 +112,34 @@ def test_default_blas_threads_divide_the_cores_among_the_ranks_unless_the_user_c
     assert distributed.default_blas_threads(TwoRanksHere(), environ={"OMP_NUM_THREADS": "3"}) is None
 
 
+def test_each_rank_on_a_machine_takes_its_own_gpu(monkeypatch):
+    used = []
+
+    class FakeCuda:  # the two calls use_local_gpu makes of CuPy
+        class runtime:
+            getDeviceCount = staticmethod(lambda: 2)
+
+        class Device:
+            def __init__(self, index):
+                self.index = index
+
+            def use(self):
+                used.append(self.index)
+
+    class FakeCupy:
+        cuda = FakeCuda
+
+    class FourthRankHere(distributed.Communicator):
+        def _node(self):
+            return 3, 4
+
+    monkeypatch.setattr(distributed.backend, "array_module_for", lambda device: FakeCupy)
+    comm = FourthRankHere()
+    comm.size = 4
+    assert distributed.use_local_gpu(comm) == 1 and used == [1]  # local rank 3 of 4, on 2 GPUs: GPU 1
+    assert distributed.use_local_gpu(distributed.Communicator()) is None and used == [1]
+
+
 def test_collectives_of_a_world_of_one_are_the_identity():
     comm = distributed.Communicator()
     a = np.arange(4, dtype=np.float32)

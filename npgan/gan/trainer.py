@@ -254,6 +254,8 @@ class Trainer:
         self._check_shards()
         self.progress = progress and self.comm.is_main
         self.device = backend.check_device(config.device)
+        if self.device == "cuda":
+            distributed.use_local_gpu(self.comm)  # under MPI: one GPU per rank of a machine
         npgan.manual_seed(config.seed)
         self.data_rng = backend.numpy.random.default_rng(config.seed + 1)
         self._build_data()
