@@ -5,7 +5,7 @@
 
 For each configuration of ``npgan/bench.py`` (the same models, optimizers and step functions, imported), it
 times the training step of the global batch (``--batch-size``, 64) run as:
-    one process       npgan with ``--ranks`` BLAS threads (all the cores)
+    one process       npgan with ``--ranks`` BLAS threads (all the cores); with ``--one-thread`` also one
     ranks x 1 thread  ``mpiexec -n RANKS``: each rank steps on batch / RANKS samples with one BLAS thread
                       (npgan.distributed's default on this machine), gradients averaged by one Allreduce
                       per network before each optimizer step (``DistributedOptimizer``)
@@ -100,21 +100,23 @@ def worker(args) -> None:
 # -- the driver --------------------------------------------------------------------------------------------------
 
 
-def variants(config, ranks, torch_available):
-    """(name, library, ranks, sync_bn) of what one row compares."""
-    rows = [("1 process", "npgan", 1, False), (f"{ranks} ranks", "npgan", ranks, False)]
+def variants(config, ranks, torch_available, one_thread=False):
+    """(name, library, ranks, sync_bn, BLAS threads of a one-process run) of what one row compares."""
+    rows = [("1 process", "npgan", 1, False, ranks), (f"{ranks} ranks", "npgan", ranks, False, 1)]
     if config != "gan-mlp" and config != "wgan-gp-32":  # the nets with BatchNorm
-        rows.append((f"{ranks} ranks, sync BN", "npgan", ranks, True))
+        rows.append((f"{ranks} ranks, sync BN", "npgan", ranks, True, 1))
+    if one_thread:
+        rows.append(("1 process, 1 thread", "npgan", 1, False, 1))
     if torch_available:
-        rows.append(("PyTorch", "torch", 1, False))
+        rows.append(("PyTorch", "torch", 1, False, ranks))
     return rows
 
 
-def run_variant(args, config, library, ranks, sync_bn, steps) -> dict:
+def run_variant(args, config, library, ranks, sync_bn, threads, steps) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}  # threads are set in the worker
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config, "--phase", CONFIGS[config],
-               "--library", library, "--threads", str(args.ranks), "--batch-size", str(args.batch_size),
+               "--library", library, "--threads", str(threads), "--batch-size", str(args.batch_size),
                "--steps", str(steps), "--warmup", str(args.warmup)] + (["--sync-bn"] if sync_bn else [])
     if ranks > 1:
         command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks)] + command
@@ -133,6 +135,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each variant, taking turns (2)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each run (2)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="add one process with one BLAS thread (the work of one core, without waits between "
+                             "threads: less sensitive to a loaded machine)")
     parser.add_argument("--json", help="also append the rows as JSON lines to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -156,11 +161,11 @@ def main(argv=None) -> int:
     per_round = [args.steps // args.rounds + (1 if i < args.steps % args.rounds else 0) for i in range(args.rounds)]
     rows = []
     for config in configs:
-        todo = variants(config, args.ranks, torch_available)
+        todo = variants(config, args.ranks, torch_available, args.one_thread)
         results = {name: {"ms": [], "allreduce_ms": [], "load": [], "cpu_ms": []} for name, *_ in todo}
         for steps in per_round:
-            for name, library, ranks, sync_bn in todo:
-                answer = run_variant(args, config, library, ranks, sync_bn, steps)
+            for name, library, ranks, sync_bn, threads in todo:
+                answer = run_variant(args, config, library, ranks, sync_bn, threads, steps)
                 results[name]["ms"] += answer["ms"]
                 results[name]["allreduce_ms"].append(answer["allreduce_ms"])
                 results[name]["load"].append(answer["load_average"])
@@ -168,7 +173,7 @@ def main(argv=None) -> int:
                 results[name]["blas_threads"] = answer["blas_threads"]
                 print(f"# {config} {name}: median {statistics.median(answer['ms']):.1f} ms/step", file=sys.stderr)
         single = statistics.median(results["1 process"]["ms"])
-        for name, library, ranks, _ in todo:
+        for name, library, ranks, *_ in todo:
             ms = statistics.median(results[name]["ms"])
             row = {"config": config, "phase": CONFIGS[config], "variant": name, "library": library, "ranks": ranks,
                    "threads_per_process": results[name]["blas_threads"], "batch_size": args.batch_size,
