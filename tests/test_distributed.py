@@ -233,6 +233,18 @@ def test_synchronised_batchnorm_equals_one_process_and_per_rank_batchnorm_does_n
 
 
 @needs_mpi
+def test_wgan_gp_with_synchronised_batchnorm_equals_one_process_penalty_included(tmp_path):
+    # The critic has no BatchNorm (the penalty's second derivative runs through it), G has; the penalty's
+    # interpolation weights are drawn for the global batch and sliced, like the noise.
+    (tmp_path / "sync").mkdir(), (tmp_path / "one").mkdir()
+    check(run(2, WORKER, "train", str(tmp_path / "sync"), "wgan-gp", "2", "16", "sync"))
+    check(run(1, WORKER, "train", str(tmp_path / "one"), "wgan-gp", "2", "16"))
+    single, synced = params(tmp_path / "one" / "params-rank0.npz"), params(tmp_path / "sync" / "params-rank0.npz")
+    for name in single:  # 2 generator steps, 10 critic steps (n_critic 5); the bound: the GAN test's
+        np.testing.assert_allclose(synced[name], single[name], rtol=0, atol=ROUNDING, err_msg=name)
+
+
+@needs_mpi
 def test_dcgan_with_synchronised_batchnorm_resumes_from_two_ranks_on_one_through_the_cli(tmp_path):
     out = str(tmp_path)
     cli = ["-m", "npgan.cli", "train", "dcgan", "--dataset", "fake", "--image-size", "32", "--ngf", "8",

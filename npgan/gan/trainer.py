@@ -452,7 +452,10 @@ class Trainer:
             d_fake = self._D(fake_for_d, labels)
             loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=1.0 - c.label_smoothing)
             if self.gp_lambda:
-                penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels)
+                # eps of the global batch, this rank's shard of it: the same numbers as in one process
+                eps = self._shard(npgan.rand(real.shape[0] * self.comm.size, *(1,) * (real.ndim - 1),
+                                             dtype=real.dtype, device=real.device))
+                penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels, eps=eps)
                 loss_d = loss_d + penalty * self.gp_lambda
                 row["gp"] = penalty
             if c.r1_gamma:
