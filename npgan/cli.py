@@ -6,6 +6,7 @@ A thin layer over the library: every flag maps onto ``npgan.gan.TrainConfig`` or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=_positive_int, default=500)
     run.add_argument("--no-metrics", action="store_true", help="skip the sample-quality metrics at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--sync-bn", action="store_true",
+                     help="under mpiexec: BatchNorm statistics of the global batch, not of each rank's shard")
 
     sample = sub.add_parser("sample", help="draw samples from a trained checkpoint")
     sample.add_argument("checkpoint")
@@ -183,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # `npgan train` flags that are not TrainConfig fields of the same name: CLI-only ones, and renamed ones.
 CLI_ONLY_OPTIONS = {"resume", "quiet", "overwrite"}
-OPTION_FIELDS = {"no_metrics": "metrics", "g_dropout_at_sampling": "g_dropout_sample"}
+OPTION_FIELDS = {"no_metrics": "metrics", "g_dropout_at_sampling": "g_dropout_sample", "sync_bn": "sync_batch_norm"}
 
 
 def _given_options(parser, argv) -> set:
@@ -237,7 +240,7 @@ def _config_from_args(args, out):
         g_norm=args.g_norm, soft_labels=args.soft_labels, flip_labels=args.flip_labels,
         g_layer_noise=args.g_layer_noise, g_upsample=args.g_upsample, d_downsample=args.d_downsample,
         cond=args.cond, clip_grad_norm=args.clip_grad_norm, g_dropout_sample=args.g_dropout_at_sampling,
-        device=args.device, seed=args.seed, out=out, log_every=args.log_every,
+        sync_batch_norm=args.sync_bn, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
         sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
     )
 
@@ -282,7 +285,7 @@ def _refuse_resume(err, out) -> int:
 
 
 def cmd_train(args) -> int:
-    from npgan import runlock  # noqa: PLC0415
+    from npgan import distributed, runlock  # noqa: PLC0415
     from npgan.gan.trainer import UNROLL_MODELS  # noqa: PLC0415
     from npgan.interrupt import raise_on_signal  # noqa: PLC0415
 
@@ -295,7 +298,8 @@ def cmd_train(args) -> int:
         raise SystemExit(f"npgan: error: --resume: no checkpoint at {os.path.join(out, 'checkpoint.npz')}")
     # A signal while data loads or nets are built raises (the lock is released on the way out); the training
     # loop installs its own handlers, which finish the step and save.
-    with raise_on_signal(), runlock.run_lock(out):  # before anything reads or writes OUT
+    lock = runlock.run_lock(out) if distributed.world().is_main else contextlib.nullcontext()  # MPI: rank 0's
+    with raise_on_signal(), lock:  # before anything reads or writes OUT
         return _train_in(args, out)
 
 
@@ -309,7 +313,8 @@ def _train_in(args, out) -> int:
             trainer = Trainer.from_checkpoint(checkpoint, progress=not args.quiet, **overrides)
         except ResumeMismatch as err:
             return _refuse_resume(err, out)
-        print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
+        if trainer.comm.is_main:
+            print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
     else:
         if os.path.exists(checkpoint) and not getattr(args, "overwrite", False):
             print(f"npgan: error: {out} already holds a run ({_describe_run(checkpoint)}); a new run would replace "
@@ -320,6 +325,8 @@ def _train_in(args, out) -> int:
     try:
         summary = trainer.train(handle_signals=True)
     except TrainingInterrupted as stop:
+        if not trainer.comm.is_main:
+            return stop.exit_status
         print(f"npgan: stopped at step {stop.step} ({_signal_name(stop.signum)}); checkpoint written to "
               f"{stop.checkpoint}\nnpgan: continue with: {resume_command(trainer.config)}", file=sys.stderr)
         return stop.exit_status
@@ -329,6 +336,8 @@ def _train_in(args, out) -> int:
                 else "no checkpoint had been written")
         print(f"npgan: abandoned step {trainer.step + 1} without saving; {kept}", file=sys.stderr)
         return 128 + getattr(err, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM
+    if not trainer.comm.is_main:  # under mpiexec, rank 0 reports for the job
+        return 0
     resumed = f", {summary['total_seconds']:.0f} s since step 0" if args.resume else ""
     print(f"\ntrained {trainer.config.model} for {summary['steps']} steps in {summary['seconds']:.0f} s "
           f"({summary['ms_per_step']} ms/step{resumed})")

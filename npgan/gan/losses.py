@@ -52,15 +52,18 @@ def generator_loss(kind, fake):
     raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
 
 
-def interpolate(real, fake):
-    """x_hat = eps * x + (1 - eps) * G(z), one eps ~ U[0, 1] per sample, a new leaf requiring grad."""
+def interpolate(real, fake, eps=None):
+    """x_hat = eps * x + (1 - eps) * G(z), one eps ~ U[0, 1] per sample, a new leaf requiring grad.
+
+    ``eps`` (N, 1, ...) may be given (data-parallel training draws the global batch's and keeps its shard).
+    """
     shape = (real.shape[0],) + (1,) * (real.ndim - 1)
-    eps = npgan.rand(*shape, dtype=real.dtype, device=real.device)
+    eps = npgan.rand(*shape, dtype=real.dtype, device=real.device) if eps is None else eps
     x_hat = eps * real.detach() + (1.0 - eps) * fake.detach()
     return x_hat.detach().requires_grad_(True)
 
 
-def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
+def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0, eps=None):
     """E[(||grad_x critic(x_hat)||_2 - 1)^2] at random points x_hat between real and fake samples.
 
     The gradient is taken with ``create_graph=True`` so the penalty itself can be differentiated with
@@ -69,7 +72,7 @@ def gradient_penalty(critic, real, fake, labels=None, target_norm=1.0):
     >>> critic = nn.Linear(2, 1); gradient_penalty(critic, npgan.randn(8, 2), npgan.randn(8, 2)).shape
     ()
     """
-    squared = _squared_input_gradient_norms(critic, interpolate(real, fake), labels)
+    squared = _squared_input_gradient_norms(critic, interpolate(real, fake, eps), labels)
     norm = (squared + 1e-12).sqrt()  # the 1e-12 keeps d sqrt finite at 0
     return ((norm - target_norm) ** 2).mean()
 

@@ -21,12 +21,13 @@ import json
 import math
 import os
 import shutil
+import signal
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, nn, optim, runlock
+from npgan import backend, distributed, nn, optim, runlock
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -145,6 +146,7 @@ class TrainConfig:
     cond: str = "embed"  # cgan's D: the label embedded as one plane, or as one-hot "channel" planes
     clip_grad_norm: float = 0.0  # clip each net's gradient norm to this before its step (0: off)
     g_dropout_sample: bool = False  # keep G's dropout on when sampling (pictures, metrics, npgan sample)
+    sync_batch_norm: bool = False  # under MPI: BatchNorm statistics of the global batch, not of each rank's shard
     device: str = "cpu"
     seed: int = 0
     out: str = "npgan-out"
@@ -398,17 +400,23 @@ class Trainer:
     >>> summary = trainer.train()
     """
 
-    def __init__(self, config: TrainConfig, progress: bool = True):
+    def __init__(self, config: TrainConfig, progress: bool = True, comm: distributed.Communicator | None = None):
         config.validate()
         self.config = config
         self.variant = variant_for(config.model, config.dataset in TOY_DATASETS)
-        self.progress = progress
+        # Data parallel over MPI (npgan.distributed): each rank trains on its shard of every global batch.
+        self.comm = comm if comm is not None else distributed.world()
+        self._check_shards()
+        self.progress = progress and self.comm.is_main
         self.device = backend.check_device(config.device)
+        if self.device == "cuda":
+            distributed.use_local_gpu(self.comm)  # under MPI: one GPU per rank of a machine
         npgan.manual_seed(config.seed)
         self.data_rng = backend.numpy.random.default_rng(config.seed + 1)
         self._build_data()
         self._build_nets()
         self._build_optimizers()
+        self._distribute()
         self.step = 0  # generator steps done
         self.checkpoint_step: int | None = None  # the step of the last checkpoint written or loaded
         self.history: list[dict] = []  # logged rows (floats)
@@ -473,6 +481,36 @@ class Trainer:
             self.opt_g = optim.RMSprop(self.G.parameters(), lr=lr_g)
             self.opt_d = optim.RMSprop(self.D.parameters(), lr=lr_d)
 
+    def _check_shards(self):
+        c, size = self.config, self.comm.size
+        if c.batch_size % size:
+            raise ValueError(f"--batch-size {c.batch_size} (the global batch) does not divide by the {size} MPI "
+                             f"ranks: choose a multiple of {size}")
+        if (c.batch_size // size) % c.pack:
+            raise ValueError(f"each of the {size} ranks gets {c.batch_size // size} samples of --batch-size "
+                             f"{c.batch_size}, not a multiple of --pack {c.pack}")
+        if size > 1 and c.unroll:  # the unrolled D steps would each need their own gradient Allreduce
+            raise ValueError(f"--unroll does not run on {size} MPI ranks yet: train the unrolled GAN in one process")
+
+    def _distribute(self):
+        """Under MPI: rank 0's initial weights everywhere, averaged gradients before every optimizer step."""
+        if self.comm.size == 1:
+            return
+        for module in (self.G, self.D) + ((self.g_ema.module,) if self.g_ema is not None else ()):
+            self.comm.broadcast_module_(module)
+        if self.config.sync_batch_norm:
+            distributed.convert_sync_batchnorm(self.G, self.comm)
+            distributed.convert_sync_batchnorm(self.D, self.comm)
+        self.opt_g = distributed.DistributedOptimizer(self.opt_g, self.comm)
+        self.opt_d = distributed.DistributedOptimizer(self.opt_d, self.comm)
+
+    def _shard(self, tensor):
+        """This rank's part of a global batch (the whole batch in one process)."""
+        if tensor is None or self.comm.size == 1:
+            return tensor
+        n = tensor.shape[0] // self.comm.size
+        return npgan.Tensor(tensor.data[self.comm.rank * n:(self.comm.rank + 1) * n])
+
     def total_steps(self) -> int:
         """The generator steps of the whole run: ``steps``, else from ``epochs``, else the variant's default."""
         c = self.config
@@ -500,11 +538,11 @@ class Trainer:
         c = self.config
         if self.is_toy:
             sample = TOY_DATASETS[c.dataset](c.batch_size, self.data_rng)
-            return npgan.tensor(sample, device=self.device), None
+            return self._shard(npgan.tensor(sample, device=self.device)), None
         if self._batches is None:
             self._batches = self.loader.batches()
-        images, labels = next(self._batches)
-        return images, (labels if self.num_classes else None)
+        images, labels = next(self._batches)  # the global batch: every rank keeps its shard
+        return self._shard(images), (self._shard(labels) if self.num_classes else None)
 
     def generate(self, n=None, noise=None, labels=None, averaged=True):
         """Samples from G in eval mode (BatchNorm uses its running statistics), without a graph.
@@ -543,7 +581,8 @@ class Trainer:
         std = self.config.instance_noise * max(0.0, 1.0 - self.step / max(1, self.total_steps()))
         if std <= 0.0:
             return x
-        return x + npgan.randn(*x.shape, dtype=x.dtype, device=x.device) * std
+        noise = npgan.randn(x.shape[0] * self.comm.size, *x.shape[1:], dtype=x.dtype, device=x.device)
+        return x + self._shard(noise) * std
 
     def _set_layer_noise(self):
         """G's layer noise (``g_layer_noise``): std = std_0 * (1 - step / total), like the instance noise."""
@@ -609,7 +648,7 @@ class Trainer:
         fake = None
         for _ in range(self._critic_iterations()):
             real, labels = self._real_batch()
-            z = self._sample_noise(real.shape[0])
+            z = self._shard(self._sample_noise(real.shape[0] * self.comm.size))
             if reuse_fake:
                 fake = self.G(z, labels) if self.num_classes else self.G(z)
                 fake_for_d = fake.detach()
@@ -622,7 +661,10 @@ class Trainer:
             loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=real_target,
                                                fake_label=fake_target)
             if self.gp_lambda:
-                penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels)
+                # eps of the global batch, this rank's shard of it: the same numbers as in one process
+                eps = self._shard(npgan.rand(real.shape[0] * self.comm.size, *(1,) * (real.ndim - 1),
+                                             dtype=real.dtype, device=real.device))
+                penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels, eps=eps)
                 loss_d = loss_d + penalty * self.gp_lambda
                 row["gp"] = penalty
             if c.r1_gamma:
@@ -646,8 +688,8 @@ class Trainer:
 
         # Generator step: D's weights get no gradient here, so their weight-gradient GEMMs are skipped.
         if fake is None:
-            labels = self._sample_labels(c.batch_size)
-            z = self._sample_noise(c.batch_size)
+            labels = self._shard(self._sample_labels(c.batch_size))
+            z = self._shard(self._sample_noise(c.batch_size))
             fake = self.G(z, labels) if self.num_classes else self.G(z)
         if c.unroll:
             d_fake_g = self._D_unrolled(fake, labels)
@@ -748,6 +790,8 @@ class Trainer:
         last = self._warned.get(key)
         if last is None or self.step - last >= 10 * self.config.log_every:
             self._warned[key] = self.step
+            if not self.comm.is_main:  # every rank sees the same averaged gradients: one warning is enough
+                return
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _watch(self, row):
@@ -771,43 +815,67 @@ class Trainer:
         """
         paths = self.paths()
         stop = StopOnSignal() if handle_signals else None
-        with runlock.run_lock(paths["out"]), (stop or contextlib.nullcontext()):
+        lock = runlock.run_lock(paths["out"]) if self.comm.is_main else contextlib.nullcontext()  # MPI: rank 0's
+        with lock, (stop or contextlib.nullcontext()):
             return self._train(steps, paths, stop)
+
+    def _stop_requested(self, stop) -> bool:
+        """Whether a signal asked to stop; under MPI, whether any rank's did, so all stop at the same step."""
+        requested = stop is not None and stop.requested
+        if stop is None or self.comm.size == 1:
+            return requested
+        flag = backend.numpy.array([1.0 if requested else 0.0])
+        return bool(self.comm.allreduce_sum_(flag)[0] > 0)
 
     def _train(self, steps, paths, stop) -> dict:
         from npgan import viz  # noqa: PLC0415 (matplotlib is only needed once training runs)
 
         c = self.config
+        main = self.comm.is_main  # under MPI, rank 0 alone writes files and shows progress
         total = steps if steps is not None else self.total_steps()
-        os.makedirs(paths["samples"], exist_ok=True)
-        self._trim_metrics(paths["metrics_log"])
+        if main:
+            os.makedirs(paths["samples"], exist_ok=True)
+            self._trim_metrics(paths["metrics_log"])
         bar = _progress_bar(self.step, total, self.progress, c.model)
         start = time.perf_counter()
         start_step = self.step
         # The log's "time" counts training seconds since step 0, across resumes (restored with the history).
         earlier = self.history[-1].get("time", 0.0) if self.history else 0.0
         try:
-            while self.step < total:
-                row = self.train_step()
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == total:
-                    floats = _log_row_floats(dict(step=self.step, **row))
-                    self._check_finite(floats)
-                    self._watch(floats)
-                    floats["time"] = round(earlier + time.perf_counter() - start, 3)
-                    self.history.append(floats)
-                    with open(paths["metrics_log"], "a") as f:
-                        f.write(json.dumps(floats) + "\n")
-                    bar.set_postfix_str(_postfix(floats), refresh=False)
-                if self.step % c.sample_every == 0 or self.step == total:
-                    self.save_samples()
-                interrupted = stop is not None and stop.requested
-                if self.step % c.checkpoint_every == 0 or self.step == total or interrupted:
-                    self._check_finite(_log_row_floats(dict(step=self.step, **row)))
-                    with (stop.saving() if stop is not None else contextlib.nullcontext()):
-                        self._write_checkpoint(paths["checkpoint"])
-                if interrupted:
-                    raise TrainingInterrupted(self.step, stop.signum, paths["checkpoint"])
+            # Under MPI, one rank's exception (or NaN) ends every rank, instead of leaving them in a collective.
+            doing = [self.step + 1]  # the step in progress, for the message
+            interrupted = False
+            with distributed.abort_on_error(self.comm, lambda: f"at step {doing[0]}"):
+                while self.step < total and not interrupted:
+                    doing[0] = self.step + 1
+                    row = self.train_step()
+                    bar.update(1)
+                    if self.step % c.log_every == 0 or self.step == total:
+                        floats = _log_row_floats(dict(step=self.step, **row))
+                        self._check_finite(floats)  # every rank: its own shard's losses
+                        self._watch(floats)
+                        floats["time"] = round(earlier + time.perf_counter() - start, 3)
+                        self.history.append(floats)
+                        if main:
+                            with open(paths["metrics_log"], "a") as f:
+                                f.write(json.dumps(floats) + "\n")
+                        bar.set_postfix_str(_postfix(floats), refresh=False)
+                    interrupted = self._stop_requested(stop)
+                    sample = self.step % c.sample_every == 0 or self.step == total
+                    checkpoint = self.step % c.checkpoint_every == 0 or self.step == total or interrupted
+                    if sample or checkpoint:  # per-rank BatchNorm statistics: one average on every rank
+                        for module in (self.G, self.D):
+                            self.comm.average_buffers_(module)
+                    if sample and main:
+                        self.save_samples()
+                    if checkpoint:
+                        self._check_finite(_log_row_floats(dict(step=self.step, **row)))
+                        if main:
+                            with (stop.saving() if stop is not None else contextlib.nullcontext()):
+                                self._write_checkpoint(paths["checkpoint"])
+            if interrupted:  # outside abort_on_error: a clean stop on every rank, not an MPI abort
+                signum = stop.signum if stop.signum is not None else signal.SIGTERM  # another rank's signal
+                raise TrainingInterrupted(self.step, signum, paths["checkpoint"])
         finally:
             bar.close()
         if stop is not None and stop.requested:  # arrived while the last step's checkpoint was being written
@@ -815,6 +883,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         summary = {"steps": self.step, "seconds": round(seconds, 2), "total_seconds": round(earlier + seconds, 2),
                    "ms_per_step": round(1000 * seconds / max(1, self.step - start_step), 1), **paths}
+        if not main:
+            return summary
         if self.sample_paths:
             viz.save_gif(self.sample_paths, paths["gif"])
         if self.history:
@@ -949,12 +1019,14 @@ class Trainer:
         self.checkpoint_step = self.step
 
     @classmethod
-    def from_checkpoint(cls, path: str, progress: bool = True, **overrides) -> Trainer:
+    def from_checkpoint(cls, path: str, progress: bool = True, comm=None, **overrides) -> Trainer:
         """Rebuild a trainer from a checkpoint and continue where it stopped.
 
         ``overrides`` may change the settings in ``RESUMABLE_SETTINGS`` (length, log/sample/checkpoint
         frequency, device, out, dataroot, metrics, g_ema); giving any other setting a value that differs from
         the stored run's raises ``ResumeMismatch`` listing each difference (equal values are accepted).
+        Under MPI every rank loads the same file; a checkpoint holds no trace of the number of ranks that
+        wrote it, so it resumes on any number of ranks that divides the global batch.
         """
         state = load_checkpoint(path)
         config = _stored_config(path, state)
@@ -963,7 +1035,7 @@ class Trainer:
             raise ResumeMismatch(path, differences, config)
         for key, value in overrides.items():
             setattr(config, key, value)
-        trainer = cls(config, progress=progress)
+        trainer = cls(config, progress=progress, comm=comm)
         trainer.load_state_dict(state)
         return trainer
 
