@@ -523,6 +523,21 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
     return new_params, new_state
 
 
+def detach_state(state) -> list:
+    """A ``differentiable_step`` state with the same numbers, cut from the graph (first-order unrolling)."""
+    records, detached = {}, []
+    for entry in state:
+        entry = dict(entry)
+        record = entry.get("_flat")
+        if record is not None:
+            if id(record) not in records:
+                moments = {k: v.detach() for k, v in record["moments"].items()}
+                records[id(record)] = {"moments": moments, "members": record["members"]}
+            entry["_flat"] = records[id(record)]
+        detached.append({k: (v.detach() if isinstance(v, Tensor) else v) for k, v in entry.items()})
+    return detached
+
+
 def _flatten(tensors):
     from npgan import functional as F  # noqa: PLC0415
 
@@ -614,4 +629,4 @@ def _adam_tensors(p, g, group, state):
     return p_next, {"step": steps, "exp_avg": m, "exp_avg_sq": v}
 
 
-__all__ += ["differentiable_step", "optimizer_parameters"]
+__all__ += ["detach_state", "differentiable_step", "optimizer_parameters"]

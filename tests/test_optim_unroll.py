@@ -177,3 +177,20 @@ def test_the_steps_equal_torch_optim_steps():
         t_opt.step()
         for q, t in zip(new, t_params):
             assert np.allclose(q.data, t.detach().numpy(), **TOL), name
+
+
+def test_a_detached_state_holds_the_same_moments_without_a_graph():
+    net = model()
+    opt = optim.Adam(net.parameters(), lr=0.01)
+    params = [npgan.tensor(p.data.copy(), requires_grad=True) for p in net.parameters()]
+    x = npgan.tensor(np.ones((2, 3)))
+    names = [name for name, _ in net.named_parameters()]
+    loss = (nn.functional_call(net, dict(zip(names, params)), x) ** 2).mean()
+    grads = npgan.grad(loss, params, create_graph=True)
+    new, state = optim.differentiable_step(opt, params, grads)
+    detached = optim.detach_state(state)
+    again, _ = optim.differentiable_step(opt, [t.detach() for t in new], [g.detach() for g in grads], detached)
+    with_graph, _ = optim.differentiable_step(opt, new, grads, state)
+    for a, b in zip(again, with_graph):
+        assert np.array_equal(a.data, b.data)
+        assert not a.requires_grad and b.requires_grad

@@ -8,6 +8,8 @@ One generator step:
     repeat n_critic times:  x ~ data, z ~ noise, D <- D - lr * grad L_D(D(x), D(G(z)))  [+ penalty, clipping]
     z ~ noise,              G <- G - lr * grad L_G(D(G(z)))
 When n_critic is 1 the fake batch of the D step is reused for the G step, as pytorch/examples' DCGAN does.
+With ``unroll`` = K, G's loss is taken against D unrolled K differentiable steps further, and G's gradient
+flows through those steps (unrolled GAN, Metz et al. 2016; ``npgan.gan.unrolled``, docs/UNROLLED.md).
 
 Everything that makes a run reproducible is in the checkpoint (both nets, both optimizers, the step, the
 random generators, the loader's position, the fixed noise), so ``resume`` continues exactly.

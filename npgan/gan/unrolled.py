@@ -47,7 +47,7 @@ def unroll_discriminator(D, opt_d, d_loss, steps: int, first_order: bool = False
         current, state = optim.differentiable_step(opt_d, current, grads, state)
         if first_order:
             current = [t.detach().requires_grad_(True) for t in current]
-            state = [{k: (v.detach() if isinstance(v, Tensor) else v) for k, v in s.items()} for s in state]
+            state = optim.detach_state(state)
     if first_order:
         current = [t.detach() for t in current]
     return {names[id(p)]: t for p, t in zip(owned, current)}

@@ -242,12 +242,13 @@ def test_unrolling_changes_g_but_not_d_and_its_two_variants_differ(tmp_path):
     assert not all(np.array_equal(v, g["second"][k]) for k, v in g["first"].items())
 
 
-def test_dcgan_unrolls_through_batchnorm_and_convolutions_leaving_the_running_statistics_alone(tmp_path):
+@pytest.mark.parametrize("model", ["dcgan", "cgan"])
+def test_dcgan_and_cgan_unroll_through_convolutions_and_batchnorm_leaving_its_statistics_alone(tmp_path, model):
     from npgan.gan import Trainer  # noqa: PLC0415
 
-    config = toy_config(tmp_path, model="dcgan", dataset="fake", ngf=4, ndf=4, nz=8, steps=1, unroll=1)
+    config = toy_config(tmp_path, model=model, dataset="fake", ngf=4, ndf=4, nz=8, steps=1, unroll=1)
     trainer = Trainer(config, progress=False)
-    plain = Trainer(toy_config(tmp_path / "plain", model="dcgan", dataset="fake", ngf=4, ndf=4, nz=8, steps=1),
+    plain = Trainer(toy_config(tmp_path / "plain", model=model, dataset="fake", ngf=4, ndf=4, nz=8, steps=1),
                     progress=False)
     trainer.train_step()
     plain.train_step()
