@@ -21,7 +21,7 @@ from npgan.ops.activation import (
     softplus,
     tanh,
 )
-from npgan.ops.conv import conv2d, conv2d_grad_weight, conv_transpose2d, linear
+from npgan.ops.conv import conv2d, conv2d_grad_weight, conv_transpose2d, linear, linear_leaky_relu
 from npgan.ops.core import (
     abs,
     add,
@@ -67,7 +67,8 @@ from npgan.ops.norm import batch_norm, dropout, embedding, layer_norm
 
 __all__ = [
     "batch_norm", "conv2d", "conv2d_grad_weight", "conv_transpose2d", "dropout", "embedding", "layer_norm",
-    "linear", "abs", "add", "binary_cross_entropy", "binary_cross_entropy_with_logits", "broadcast_to", "cast",
+    "linear", "linear_leaky_relu", "abs", "add", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "broadcast_to", "cast",
     "cat", "clamp", "clip", "concatenate", "copy", "cross_entropy", "div", "exp", "flatten", "getitem",
     "leaky_relu", "log", "log_sigmoid", "log_softmax", "matmul", "max", "maximum", "mean", "min",
     "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid", "softmax",

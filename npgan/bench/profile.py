@@ -30,7 +30,7 @@ class OpProfiler:
     @staticmethod
     def category(cls) -> str:
         name = cls.__name__
-        if name in ("MatMul", "Linear"):
+        if name in ("MatMul", "Linear", "LinearLeakyReLU"):
             return "gemm"
         if "BatchNorm" in name:
             return "batchnorm"
