@@ -59,12 +59,14 @@ def test_a_product_sets_blas_threads_only_when_the_count_changes(fresh_policy, m
     threads.set_num_threads(2)
     npgan.ops.core.gemm(x.data, x.data)
     assert blas_threads()[0] == 2
-    calls = []
-    monkeypatch.setattr(threads, "_set", lambda count: calls.append(count))
-    npgan.ops.core.gemm(x.data, x.data)
+    calls, real_set = [], threads._set
+    threads._set = lambda count: calls.append(count)
+    try:
+        npgan.ops.core.gemm(x.data, x.data)
+    finally:
+        threads._set = real_set
     assert calls == []  # already 2: no ctypes call
     threads.set_num_threads("auto")
-    monkeypatch.undo()
     npgan.ops.core.gemm(x.data, x.data)  # 512 multiply-adds: one thread under the size rule
     assert blas_threads()[0] == 1
 
