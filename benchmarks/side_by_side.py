@@ -67,11 +67,22 @@ def finish(process: subprocess.Popen, started: float) -> float:
     return seconds
 
 
+def stop(processes) -> None:
+    """End runs that are still going (the script was interrupted or one run failed)."""
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def timed(commands, env) -> list[float]:
     """Start ``commands`` at once; each one's wall time."""
     started = time.perf_counter()
     processes = [start(c, env) for c in commands]
-    return [finish(p, started) for p in processes]
+    try:
+        return [finish(p, started) for p in processes]
+    finally:
+        stop(processes)
 
 
 def timed_beside(command, background, env) -> float:
@@ -79,14 +90,14 @@ def timed_beside(command, background, env) -> float:
     started = time.perf_counter()
     main = start(command, env)
     side = start(background, env)
-    while main.poll() is None:
-        if side.poll() is not None:
-            side = start(background, env)
-        time.sleep(0.05)
-    seconds = finish(main, started)
-    side.terminate()
-    side.wait()
-    return seconds
+    try:
+        while main.poll() is None:
+            if side.poll() is not None:
+                side = start(background, env)
+            time.sleep(0.05)
+        return finish(main, started)
+    finally:
+        stop([main, side])
 
 
 def loadavg() -> str:
