@@ -4,7 +4,7 @@
     python benchmarks/throughput.py --configs dcgan-32 --profile         (where a step's time goes)
     python benchmarks/throughput.py --backend cupy                       (GPU: CuPy against PyTorch CUDA)
 
-The code lives in ``npgan/bench.py`` (installed with npgan); see benchmarks/README.md and REFERENCE.md.
+The code lives in ``npgan/bench/`` (installed with npgan); see benchmarks/README.md and REFERENCE.md.
 """
 
 import os

@@ -452,22 +452,27 @@ class Function:
     needs_input_grad: tuple = ()
 
     def __call__(self, *inputs):
-        tensors = []
-        for x in inputs:
-            tensors.append(as_tensor(x, like=_first_tensor(inputs)))
-        _check_same_device(tensors, type(self).__name__)
+        # The path every op takes, a few hundred times per training step: kept to plain attribute work.
+        if all(isinstance(x, Tensor) for x in inputs):
+            tensors = inputs
+        else:
+            like = _first_tensor(inputs)
+            tensors = tuple(as_tensor(x, like=like) for x in inputs)
+        if len(tensors) > 1 and backend.any_cupy_loaded():
+            _check_same_device(tensors, type(self).__name__)
         outputs = self.forward(*[t.data for t in tensors])
         single = not isinstance(outputs, tuple)
         outputs = (outputs,) if single else outputs
-        results = [Tensor(y) for y in outputs]
-        if _grad_enabled and any(t.requires_grad for t in tensors):
-            self.inputs = tuple(tensors)
-            self.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        results = [_wrap(y) for y in outputs]
+        needs = tuple(t.requires_grad for t in tensors)
+        if _grad_enabled and True in needs:
+            self.inputs = tensors
+            self.needs_input_grad = needs
             self._outputs = [weakref.ref(r) for r in results]
             self._output_meta = [(y.shape, y.dtype) for y in outputs]
             for index, r in enumerate(results):
                 r.creator, r.output_index = self, index
-                r.requires_grad = backend.is_floating(r.dtype)
+                r.requires_grad = r.data.dtype.kind == "f"  # floating outputs carry gradients
         return results[0] if single else tuple(results)
 
     def output(self, index: int = 0) -> Tensor:
@@ -489,6 +494,13 @@ class Function:
         """Drop the inputs and saved arrays once backward has used them (``retain_graph=False``)."""
         self.__dict__.clear()
         self._released = True
+
+
+def _wrap(array) -> Tensor:
+    """A new Tensor around an op's output array, without ``Tensor.__init__``'s checks of user data."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.creator, t.output_index, t.name, t.requires_grad = array, None, None, 0, None, False
+    return t
 
 
 def _first_tensor(items):
@@ -606,11 +618,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
             keys = [(id(fn), i) for i in range(len(fn._output_meta))]
             if all(k not in grads for k in keys):
                 continue
-            xp = backend.get_array_module(*(x.data for x in fn.inputs))
             gys = []
             for k, (shape, dtype) in zip(keys, fn._output_meta):
                 g = grads.get(k) if k in keep else grads.pop(k, None)
-                gys.append(g if g is not None else Tensor(xp.zeros(shape, dtype=dtype)))
+                if g is None:  # an output nothing downstream used: its gradient is zero
+                    xp = backend.get_array_module(*(x.data for x in fn.inputs))
+                    g = Tensor(xp.zeros(shape, dtype=dtype))
+                gys.append(g)
             saved_needs = needs = fn.needs_input_grad
             if wanted is not None:  # backward skips (and we drop) gradients that lead to no input
                 needs = tuple(a and b for a, b in zip(saved_needs, wanted[id(fn)]))

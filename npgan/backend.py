@@ -58,6 +58,11 @@ def is_cupy_array(array) -> bool:
     return _cupy not in (None, False) and isinstance(array, _cupy.ndarray)
 
 
+def any_cupy_loaded() -> bool:
+    """Whether CuPy has been imported: until it is, every array is a NumPy array on the CPU."""
+    return _cupy not in (None, False)
+
+
 def get_array_module(*arrays):
     """``cupy`` if any argument is a CuPy array, else ``numpy`` (Chainer's and DeZero's pattern)."""
     for array in arrays:

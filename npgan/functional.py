@@ -21,7 +21,7 @@ from npgan.ops.activation import (
     softplus,
     tanh,
 )
-from npgan.ops.conv import conv2d, conv2d_grad_weight, conv_transpose2d, linear
+from npgan.ops.conv import conv2d, conv2d_grad_weight, conv_transpose2d, linear, linear_leaky_relu
 from npgan.ops.core import (
     abs,
     add,
@@ -68,7 +68,8 @@ from npgan.ops.pool import avg_pool2d, pixel_shuffle, pixel_unshuffle, upsample_
 
 __all__ = [
     "avg_pool2d", "batch_norm", "conv2d", "conv2d_grad_weight", "conv_transpose2d", "dropout", "embedding",
-    "instance_norm", "layer_norm", "linear", "pixel_shuffle", "pixel_unshuffle", "upsample_nearest",
+    "instance_norm", "layer_norm", "linear", "linear_leaky_relu", "pixel_shuffle", "pixel_unshuffle",
+    "upsample_nearest",
     "virtual_batch_norm", "abs", "add", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "broadcast_to", "cast", "cat", "clamp", "clip", "concatenate", "copy", "cross_entropy", "div", "exp",
     "flatten", "getitem",

@@ -1,7 +1,8 @@
-"""The benchmark suite (npgan/bench.py): model shapes as in BENCHMARKS.md, FLOP counts, a short run's JSON."""
+"""The benchmark suite (npgan/bench/): model shapes as in BENCHMARKS.md, FLOP counts, a short run's JSON."""
 
 import json
 
+import numpy as np
 import pytest
 
 import npgan
@@ -36,6 +37,10 @@ DCGAN32_D = ("Conv(1,64,4,2,1) LReLU(0.2) Conv(64,128,4,2,1) BN LReLU(0.2) Conv(
              "Conv(256,1,4,1,0)")
 
 
+TOY_G = "Linear(16,256) ReLU Linear(256,256) ReLU Linear(256,256) ReLU Linear(256,2)"
+TOY_D = "Linear(2,256) LReLU(0.2) Linear(256,256) LReLU(0.2) Linear(256,256) LReLU(0.2) Linear(256,1)"
+
+
 @pytest.mark.parametrize("config, g, d", [
     ("gan-mlp",
      "Linear(100,256) LReLU(0.2) Linear(256,512) LReLU(0.2) Linear(512,1024) LReLU(0.2) Linear(1024,784) Tanh",
@@ -48,10 +53,12 @@ DCGAN32_D = ("Conv(1,64,4,2,1) LReLU(0.2) Conv(64,128,4,2,1) BN LReLU(0.2) Conv(
      "ConvT(128,64,4,2,1) BN ReLU ConvT(64,3,4,2,1) Tanh",
      "Conv(3,64,4,2,1) LReLU(0.2) Conv(64,128,4,2,1) BN LReLU(0.2) Conv(128,256,4,2,1) BN LReLU(0.2) "
      "Conv(256,512,4,2,1) BN LReLU(0.2) Conv(512,1,4,1,0)"),
+    ("toy-mlp", TOY_G, TOY_D),
+    ("toy-wgan-gp", TOY_G, TOY_D),
 ])
 def test_benchmark_models_have_the_layers_of_benchmarks_md(config, g, d):
     G, D, nz = bench.build_models(config)
-    assert (describe(G), describe(D), nz) == (g, d, 100)
+    assert (describe(G), describe(D), nz) == (g, d, 16 if config in bench.TOY_CONFIGS else 100)
 
 
 def test_flop_counts_of_one_layer_of_each_kind_match_hand_computed_values():
@@ -154,7 +161,8 @@ def test_profiler_counts_each_second_once_and_restores_the_ops():
 
 
 @pytest.mark.parametrize("config, phase", [("gan-mlp", "step"), ("dcgan-32", "step"), ("wgan-gp-32", "critic"),
-                                           ("wgan-32", "generator")])
+                                           ("wgan-32", "generator"), ("toy-mlp", "step"),
+                                           ("toy-wgan-gp", "critic")])
 def test_flop_count_equals_the_gemm_work_the_engine_does(config, phase, monkeypatch):
     from npgan.ops import core
 
@@ -196,3 +204,31 @@ def test_cupy_backend_without_a_gpu_says_what_is_missing():
         pytest.skip("this machine has CuPy and a GPU")
     with pytest.raises(SystemExit, match="CuPy"):
         bench.main(["--backend", "cupy", "--configs", "gan-mlp", "--steps", "1"])
+
+
+def test_toy_configurations_run_at_batch_256_by_default(tmp_path):
+    out = tmp_path / "toys.jsonl"
+    code = bench.main(["--configs", "toy-mlp,toy-wgan-gp", "--steps", "1", "--warmup", "0", "--rounds", "1",
+                       "--threads", "1", "--no-torch", "--json", str(out)])
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["config"], r["phase"], r["batch_size"]) for r in rows] == [("toy-mlp", "step", 256),
+                                                                          ("toy-wgan-gp", "critic", 256)]
+    assert rows[0]["gflop_per_step"] == pytest.approx(bench.step_flops("toy-mlp", "step", 256) / 1e9)
+
+
+@pytest.mark.parametrize("config", ["gan-mlp", "toy-mlp", "dcgan-32"])
+def test_pytorch_reference_models_compute_what_npgan_models_compute(config):
+    torch = pytest.importorskip("torch")
+    npgan.manual_seed(0)
+    G, D, nz = bench.build_models(config)
+    tG, tD, _ = bench.torch_models(config, "cpu")
+    for net, tnet in ((G, tG), (D, tD)):  # the same weights: copy npgan's (build_models is seeded afresh)
+        tnet.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in net.state_dict().items()}, strict=True)
+    G.eval(), D.eval(), tG.eval(), tD.eval()
+    z = npgan.randn(3, nz) if config != "dcgan-32" else npgan.randn(3, nz, 1, 1)
+    with npgan.no_grad(), torch.no_grad():
+        x = G(z)
+        tx = tG(torch.from_numpy(z.numpy()))
+        np.testing.assert_allclose(tx.numpy(), x.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(tD(tx).numpy(), D(x).numpy(), rtol=1e-4, atol=1e-5)

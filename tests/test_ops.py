@@ -421,3 +421,62 @@ def test_cat_stack_and_softmax_want_one_int_axis():
 def test_clip_with_min_above_max_raises_value_error():
     with pytest.raises(ValueError, match="min"):
         F.clip(npgan.randn(3), 1.0, -1.0)
+
+
+# -- the fused linear + activation (npgan.ops.conv.LinearLeakyReLU) -------------------------------------------
+
+
+def _fused_inputs(bias, seed=3):
+    rng = np.random.default_rng(seed)
+    x = npgan.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    W = npgan.tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    b = npgan.tensor(rng.standard_normal(5), requires_grad=True) if bias else None
+    return x, W, b
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_leaky_relu_first_and_second_derivatives_match_finite_differences(slope, bias):
+    x, W, b = _fused_inputs(bias)
+    inputs = (x, W, b) if bias else (x, W)
+
+    def fused(*args):  # times x-dependent weights, so the second derivative is not zero
+        y = F.linear_leaky_relu(args[0], args[1], args[2] if bias else None, slope)
+        return y * y
+
+    assert npgan.gradcheck(fused, inputs, **TOL)
+    assert npgan.gradgradcheck(fused, inputs, **TOL)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_linear_leaky_relu_equals_linear_then_leaky_relu_to_the_bit_in_values_and_two_derivatives(slope):
+    x, W, b = _fused_inputs(True, seed=5)
+    x, W, b = (t.to(dtype="float32").detach().requires_grad_(True) for t in (x, W, b))
+    results = []
+    for fn in (lambda: F.linear_leaky_relu(x, W, b, slope), lambda: F.leaky_relu(F.linear(x, W, b), slope)):
+        y = fn()
+        grads = npgan.grad((y * y).sum(), [x, W, b], create_graph=True)
+        penalty = sum((g * g).sum() for g in grads)  # a gradient penalty: differentiated again
+        second = npgan.grad(penalty, [x, W, b])
+        results.append([y.numpy()] + [g.numpy() for g in grads + second])
+    for fused, reference in zip(*results):
+        np.testing.assert_array_equal(fused, reference)
+
+
+def test_sequential_runs_linear_and_leaky_relu_as_one_op_but_not_a_subclass_of_linear():
+    from npgan import nn
+    from npgan.ops.conv import LinearLeakyReLU
+
+    class ScaledLinear(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    x = npgan.randn(4, 3)
+    fused = nn.Sequential(nn.Linear(3, 5), nn.LeakyReLU(0.2))
+    assert isinstance(fused(x).creator, LinearLeakyReLU) and fused(x).creator.slope == 0.2
+    assert isinstance(nn.Sequential(nn.Linear(3, 5), nn.ReLU())(x).creator, LinearLeakyReLU)
+    plain = nn.Sequential(ScaledLinear(3, 5), nn.LeakyReLU(0.2))
+    plain.load_state_dict(fused.state_dict())
+    expected = F.leaky_relu(F.linear(x, plain[0].weight, plain[0].bias) * 2.0, 0.2)  # its own forward ran
+    np.testing.assert_array_equal(plain(x).numpy(), expected.numpy())
+    assert not isinstance(plain(x).creator, LinearLeakyReLU)

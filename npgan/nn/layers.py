@@ -109,6 +109,11 @@ class Linear(Module):
         _check_features(self, x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
+    def forward_activated(self, x, negative_slope):
+        """``leaky_relu(self(x), negative_slope)`` as one op (``Sequential`` calls it for Linear + (Leaky)ReLU)."""
+        _check_features(self, x, self.in_features)
+        return F.linear_leaky_relu(x, self.weight, self.bias, negative_slope)
+
     def extra_repr(self) -> str:
         """``in_features=2, out_features=3, bias=True``."""
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -459,6 +459,28 @@ class Sequential(Module):
 
     def forward(self, x):
         """x through every module in order; the output shape is the last module's."""
-        for module in self._modules.values():
-            x = module(x)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            slope = _fusable_slope(modules[i], modules[i + 1] if i + 1 < len(modules) else None)
+            if slope is None:
+                x = modules[i](x)
+                i += 1
+            else:  # Linear then ReLU / LeakyReLU: the same values as one op, one graph node fewer
+                x = modules[i].forward_activated(x, slope)
+                i += 2
         return x
+
+
+def _fusable_slope(module, following):
+    """The negative slope when ``module`` is an ``nn.Linear`` followed by an ``nn.ReLU`` (0) or
+    ``nn.LeakyReLU``, both exactly those classes (a subclass may change ``forward``); else None."""
+    from npgan.nn import layers  # noqa: PLC0415 - layers imports this module
+
+    if type(module) is not layers.Linear:
+        return None
+    if type(following) is layers.ReLU:
+        return 0.0
+    if type(following) is layers.LeakyReLU:
+        return following.negative_slope
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import numbers
 
-from npgan import backend
+from npgan import backend, threads
 from npgan.autograd import Function, Tensor, as_tensor
 
 xp_of = backend.get_array_module
@@ -464,6 +464,8 @@ def _swap_last(t: Tensor) -> Tensor:
 def _blas_ready(a, xp):
     """``a`` itself, or a contiguous copy when a dimension is broadcast (stride 0, as the gradient of a
     ``sum`` is): NumPy cannot hand such an operand to BLAS and multiplies it in a plain loop, 30x slower."""
+    if a.flags.c_contiguous or a.flags.f_contiguous:  # the usual case, decided without a loop
+        return a
     if any(stride == 0 and size > 1 for stride, size in zip(a.strides, a.shape)):
         return xp.ascontiguousarray(a)
     return a
@@ -475,6 +477,8 @@ def gemm(a, b, out=None):
     xp = xp_of(a, b)
     if a.shape[1] == 1:  # an outer product (a 1-unit layer's gradient): BLAS is 4x slower than a multiply
         return xp.multiply(a, b, out=out)
+    if not backend.is_cupy_array(a):  # BLAS threads by the product's size (npgan/threads.py)
+        threads.before_gemm(a.shape[0], a.shape[1], b.shape[1])
     return xp.matmul(_blas_ready(a, xp), _blas_ready(b, xp), out=out)
 
 
@@ -508,6 +512,8 @@ def matmul(a, b) -> Tensor:
         return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:] if b.ndim > 1 else ())
     if b.ndim == 1:
         return reshape(matmul(a, reshape(b, (-1, 1))), a.shape[:-1])
+    if a.ndim == 2 and b.ndim == 2:  # no batch dimensions to broadcast
+        return MatMul()(a, b)
     try:
         backend.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:

@@ -1,0 +1,50 @@
+"""benchmarks/side_by_side.py without the minutes of training: its environment, commands and report."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_side_by_side():
+    spec = importlib.util.spec_from_file_location("side_by_side", os.path.join(ROOT, "benchmarks", "side_by_side.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runs_get_no_thread_variables_but_this_checkout_first_on_the_path(monkeypatch):
+    sbs = load_side_by_side()
+    for name in sbs.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = sbs.run_environment(["NPGAN_NUM_THREADS=2"])
+    assert env["NPGAN_NUM_THREADS"] == "2"
+    assert not {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"} & set(env)
+    assert env["PYTHONPATH"].split(os.pathsep) == [sbs.ROOT, "/elsewhere"]
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        sbs.run_environment(["NPGAN_NUM_THREADS"])
+
+
+def test_the_toy_command_is_the_one_users_type_and_the_report_gives_both_ratios():
+    sbs = load_side_by_side()
+    command = sbs.train_command("gan", 1500, "/tmp/out", dataset="ring8")
+    assert command[3:] == ["train", "gan", "--steps", "1500", "--out", "/tmp/out", "--quiet", "--dataset", "ring8"]
+    result = {"times": {"toy alone": [10.0, 12.0], "two toys": [22.0, 24.0], "dcgan alone": [30.0],
+                        "dcgan beside a toy": [45.0]},
+              "medians": {"toy alone": 11.0, "two toys": 23.0, "dcgan alone": 30.0, "dcgan beside a toy": 45.0},
+              "ratios": {"two toys": 23.0 / 11.0, "dcgan beside a toy": 1.5}}
+    meta = {"date": "d", "machine": "m", "load_before": "1", "load_after": "2", "env": "", "toy_steps": 1500,
+            "dcgan_steps": 60}
+    text = sbs.markdown(result, meta)
+    assert "| two toy runs (1500 steps) | 11.0 (10.0, 12.0) | 23.0 (22.0, 24.0) | 2.09 | 2.2 |" in text
+    assert "| 30.0 (30.0) | 45.0 (45.0) | 1.50 | 2.5 |" in text
+
+
+def test_a_non_positive_count_is_an_error_naming_the_flag(capsys):
+    sbs = load_side_by_side()
+    with pytest.raises(SystemExit):
+        sbs.parse_args(["--rounds", "0"])
+    assert "--rounds must be a positive integer" in capsys.readouterr().err
