@@ -3,7 +3,7 @@
     python benchmarks/mpi_throughput.py                              # gan-mlp, dcgan-32, wgan-gp-32's critic
     python benchmarks/mpi_throughput.py --configs dcgan-32 --ranks 2 --steps 20 --rounds 3 --json out.jsonl
 
-For each configuration of ``npgan/bench.py`` (the same models, optimizers and step functions, imported), it
+For each configuration of ``npgan/bench/`` (the same models, optimizers and step functions, imported), it
 times the training step of the global batch (``--batch-size``, 64) run as:
     one process       npgan with ``--ranks`` BLAS threads (all the cores); with ``--one-thread`` also one
     ranks x 1 thread  ``mpiexec -n RANKS``: each rank steps on batch / RANKS samples with one BLAS thread
@@ -67,7 +67,7 @@ def worker(args) -> None:
                 G, D, nz = build(config, device)
                 return distributed.convert_sync_batchnorm(G, comm), distributed.convert_sync_batchnorm(D, comm), nz
 
-            bench.build_models = build_models
+            bench.steps.build_models = build_models  # where npgan_steps looks the builder up
         wrapped = {}
 
         def averaged_step(optimizer_step):
