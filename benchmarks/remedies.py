@@ -22,6 +22,7 @@ Runs go ``--jobs`` at a time, each in its own process with one BLAS thread. At t
     python benchmarks/remedies.py --suite toys --seeds 0   # one seed of the toy rows only
     python benchmarks/remedies.py --remedies baseline unrolled --datasets ring8 --steps 2000   # a look
     python benchmarks/remedies.py --list                   # the remedies and their settings
+    python benchmarks/remedies.py --report                 # the table of the runs finished so far
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ def main(argv=None):
                         help="the Markdown file whose table is (re)written (default docs/REMEDIES.md)")
     parser.add_argument("--no-doc", action="store_true", help="print the table, leave --doc alone")
     parser.add_argument("--list", action="store_true", help="list the remedies and their settings, then exit")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: write the table of the runs finished so far (e.g. while the rest runs)")
     args = parser.parse_args(argv)
     if args.list:
         for suite, (remedies, datasets) in SUITES.items():
@@ -302,6 +305,8 @@ def main(argv=None):
     results_path = os.path.join(args.out, "results.jsonl")
     done = {_key(r) for r in read_results(results_path)}
     todo = [j for j in jobs if (j["suite"], j["remedy"], j["dataset"], j["steps"], j["seed"]) not in done]
+    if args.report:
+        todo = []
     print(f"{len(jobs)} runs in the table, {len(jobs) - len(todo)} already done, {len(todo)} to run", flush=True)
     start = time.perf_counter()
 

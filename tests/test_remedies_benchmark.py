@@ -89,3 +89,14 @@ def test_remedies_refuses_unknown_remedy_names(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load_remedies().main(tiny(tmp_path, "--remedies", "no such remedy"))
     assert "unknown remedies ['no such remedy']" in capsys.readouterr().err
+
+
+def test_remedies_report_writes_the_finished_runs_without_training(tmp_path, capsys):
+    remedies = load_remedies()
+    remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2"))
+    capsys.readouterr()
+    rows = remedies.main(tiny(tmp_path, "--remedies", "baseline", "pacgan", "--seeds", "0", "--steps", "2",
+                              "--report"))
+    assert [r["remedy"] for r in rows] == ["baseline"]  # pacgan has not run, and was not trained now
+    assert not (tmp_path / "runs" / "pacgan-ring8-seed0").exists()
+    assert "| baseline |" in (tmp_path / "docs" / "REMEDIES.md").read_text()
