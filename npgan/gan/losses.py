@@ -20,7 +20,11 @@ LOSSES = ("minimax", "non-saturating", "wasserstein", "hinge")
 def discriminator_loss(kind, real, fake, real_label=1.0, fake_label=0.0):
     """D's loss on scores of a real and a fake batch. ``real_label`` < 1 is one-sided label smoothing.
 
-    Either label may also be a Tensor of one target per score (soft and flipped labels).
+    Either label may also be a Tensor of one target per score (soft and flipped labels). ``real`` and ``fake``
+    are D's raw scores (N,); ``kind`` is one of ``LOSSES``.
+
+    >>> discriminator_loss("non-saturating", npgan.zeros(4), npgan.zeros(4))  # 2 log 2: D cannot tell
+    tensor(1.3862944, dtype=float32)
     """
     if kind in ("minimax", "non-saturating"):
         # -log D(x) - log(1 - D(G(z))) as binary cross-entropy on the logits

@@ -107,6 +107,9 @@ class MLPGenerator(_ReferenceBatch, nn.Module):
     bias), ``norm="virtual"`` a VirtualBatchNorm with a reference batch of ``reference_size``;
     ``layer_noise=True`` adds a ``GaussianNoise`` after each hidden activation (its std set by the trainer);
     ``activation`` is ``"leaky_relu"`` or ``"relu"``; ``out_scale`` multiplies the output (the 2-D toys' extent).
+
+    >>> MLPGenerator(16, (32, 32), (2,), out_activation=None)(npgan.randn(4, 16)).shape
+    (4, 2)
     """
 
     def __init__(self, nz=100, hidden=(256, 512, 1024), out_shape=(1, 28, 28), num_classes=0,
@@ -158,6 +161,9 @@ class MLPDiscriminator(nn.Module):
 
     ``maxout=k`` (k > 1) makes each hidden layer a ``Maxout`` with k pieces instead (PacGAN's toy D);
     the input is divided by ``in_scale`` first (the 2-D toys' extent).
+
+    >>> MLPDiscriminator((2,), (32, 32))(npgan.randn(4, 2)).shape
+    (4,)
     """
 
     def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256), num_classes=0, maxout=1, in_scale=1.0):
@@ -265,6 +271,9 @@ class DCGANGenerator(_ReferenceBatch, nn.Module):
     fixed reference batch of ``reference_size`` noise vectors) or None; ``upsample`` "convtranspose",
     "pixelshuffle" or "nearest" (see ``_upsampling``); ``layer_noise`` adds a ``GaussianNoise`` after every
     hidden block (its std set by the trainer); ``dropout`` after every hidden block.
+
+    >>> DCGANGenerator(nz=100, ngf=8, nc=1, image_size=32)(npgan.randn(2, 100)).shape
+    (2, 1, 32, 32)
     """
 
     def __init__(self, nz=100, ngf=64, nc=1, image_size=32, num_classes=0, dropout=0.0, norm="batch",
@@ -325,6 +334,9 @@ class DCGANDiscriminator(nn.Module):
     ``downsample``: 'strided' (DCGAN's stride-2 convs) or 'avgpool' (a 3x3 stride-1 conv, then AvgPool2d(2)).
     ``cond`` (conditional D): 'embed' (the label embedded as one extra input plane) or 'channel'
     (``num_classes`` one-hot label planes joined to the image's channels).
+
+    >>> DCGANDiscriminator(ndf=8, nc=1, image_size=32)(npgan.randn(2, 1, 32, 32)).shape
+    (2,)
     """
 
     NORMS = ("batch", "layer", "instance", None)
