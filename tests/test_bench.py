@@ -135,6 +135,7 @@ def test_short_benchmark_run_reports_every_field(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| gan-mlp | npgan-numpy | 1 |" in printed and "| wgan-gp-32 critic |" in printed
     assert "| config | im2col | gemm | col2im |" in printed  # the --profile table
+    assert "CPU against GPU" not in printed and "cpu_vs_gpu" not in out.read_text()  # one backend: as before
 
 
 def test_unknown_configuration_is_an_error(capsys):
@@ -204,6 +205,65 @@ def test_cupy_backend_without_a_gpu_says_what_is_missing():
         pytest.skip("this machine has CuPy and a GPU")
     with pytest.raises(SystemExit, match="CuPy"):
         bench.main(["--backend", "cupy", "--configs", "gan-mlp", "--steps", "1"])
+
+
+@pytest.mark.parametrize("value, wrong", [("numpy,tpu", "'tpu'"), ("numpy,numpy", "'numpy,numpy'"), (",", "','")])
+def test_a_bad_backend_list_is_refused_naming_the_flag(value, wrong, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--backend", value])
+    err = capsys.readouterr().err
+    assert "--backend" in err and wrong in err
+
+
+def test_backend_list_is_parsed_in_order():
+    assert bench.parse_args(["--backend", "cupy, numpy"]).backends == ["cupy", "numpy"]
+    assert bench.parse_args([]).backends == ["numpy"]
+
+
+def test_numpy_and_cupy_without_a_gpu_fail_before_anything_runs(monkeypatch, capsys):
+    from npgan import backend
+    from npgan.bench import suite
+
+    if backend.cupy_available():
+        pytest.skip("this machine has CuPy and a GPU")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a worker started before the missing GPU was reported")
+
+    monkeypatch.setattr(suite, "_spawn", must_not_run)
+    monkeypatch.setattr(suite, "measure_phase", must_not_run)
+    with pytest.raises(SystemExit, match="--backend cupy needs CuPy"):
+        bench.main(["--backend", "numpy,cupy", "--configs", "gan-mlp", "--steps", "1"])
+    assert "{" not in capsys.readouterr().out  # no row of the CPU half was printed
+
+
+def _row(config, phase, library, device, ms, gflop=1.0, peak=100.0):
+    backend = {"cpu": "numpy", "cuda": "cupy"}[device] if library == "npgan" else device
+    return dict(config=config, phase=phase, library=library, backend=backend, device=device, threads=2,
+                batch_size=64, ms_median=ms, gflop_per_s=gflop / (ms / 1e3), matmul_peak_gflop_per_s=peak,
+                peak_fraction=gflop / (ms / 1e3) / peak, date="today")
+
+
+def test_cpu_against_gpu_pairs_each_phase_and_leaves_missing_pytorch_cells_empty():
+    rows = [_row("wgan-32", "critic", "torch", "cpu", 40.0), _row("wgan-32", "critic", "npgan", "cpu", 50.0),
+            _row("wgan-32", "generator", "npgan", "cpu", 30.0),
+            _row("wgan-32", "critic", "npgan", "cuda", 5.0, peak=10000.0),
+            _row("wgan-32", "generator", "npgan", "cuda", 6.0, peak=10000.0)]  # PyTorch saw no CUDA device
+    combined = bench.cpu_gpu_rows(rows)
+    assert [(c["config"], c["phase"]) for c in combined] == [("wgan-32", "critic"), ("wgan-32", "generator")]
+    critic = combined[0]
+    assert critic["gpu_speedup"] == pytest.approx(10.0)
+    assert critic["cpu_peak_fraction"] == pytest.approx(20.0 / 100.0)  # 1 GFLOP in 50 ms, CPU peak 100
+    assert critic["gpu_peak_fraction"] == pytest.approx(200.0 / 10000.0)  # 1 GFLOP in 5 ms, GPU peak 10000
+    assert (critic["torch_cpu_ms"], critic["torch_gpu_ms"]) == (40.0, None)
+    lines = bench.cpu_gpu_table(combined).splitlines()
+    assert lines[0] == ("| config | phase | npgan CPU ms | npgan GPU ms | GPU speed-up | CPU % of its peak "
+                        "| GPU % of its peak | PyTorch CPU ms | PyTorch GPU ms |")
+    assert lines[2] == "| wgan-32 | critic | 50.00 | 5.00 | 10.00 | 20.0% | 2.0% | 40.00 | |"
+    assert lines[3] == "| wgan-32 | generator | 30.00 | 6.00 | 5.00 | 33.3% | 1.7% | | |"
+    without_torch = bench.cpu_gpu_table(bench.cpu_gpu_rows(rows[1:]))
+    assert "PyTorch" not in without_torch
+    assert bench.cpu_gpu_rows(rows[:3]) == []  # the CPU alone: nothing to compare
 
 
 def test_toy_configurations_run_at_batch_256_by_default(tmp_path):

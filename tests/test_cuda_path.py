@@ -120,3 +120,39 @@ def test_bench_runs_one_step_per_configuration_on_the_stand_in(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     assert rows and all(row["backend"] == "cupy" for row in rows if row.get("library") == "npgan"), rows
+
+
+def test_bench_on_both_backends_adds_one_cpu_against_gpu_row_per_phase(tmp_path):
+    """``npgan bench --backend numpy,cupy --no-torch`` on the stand-in: the shape of the combined report.
+
+    The "GPU" here is the CPU stand-in, so its times and its matmul peak mean nothing; what is checked is
+    the report: its columns, one row per (configuration, phase), and that the speed-up and the shares of the
+    peaks are computed from the numbers the per-device rows report.
+    """
+    out = tmp_path / "both.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "npgan.cli", "bench", "--backend", "numpy,cupy", "--no-torch", "--configs",
+         "wgan-gp-32", "--steps", "1", "--warmup", "0", "--rounds", "1", "--batch-size", "2", "--threads", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, env=fakecupy.subprocess_env(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in lines if "table" not in r]
+    combined = [r for r in lines if r.get("table") == "cpu_vs_gpu"]
+    assert [(r["phase"], r["backend"]) for r in rows] == [("critic", "numpy"), ("generator", "numpy"),
+                                                          ("critic", "cupy"), ("generator", "cupy")]
+    assert len(lines) == len(rows) + len(combined)
+    assert [(c["config"], c["phase"]) for c in combined] == [("wgan-gp-32", "critic"), ("wgan-gp-32", "generator")]
+    table = result.stdout.split("| config | phase |", 1)[1].splitlines()
+    assert table[0] == (" npgan CPU ms | npgan GPU ms | GPU speed-up | CPU % of its peak | GPU % of its peak |")
+    for c, cpu, gpu, line in zip(combined, rows[:2], rows[2:], table[2:]):
+        assert (c["npgan_cpu_ms"], c["npgan_gpu_ms"]) == (cpu["ms_median"], gpu["ms_median"])
+        assert c["gpu_speedup"] == pytest.approx(cpu["ms_median"] / gpu["ms_median"])
+        assert c["cpu_peak_fraction"] == pytest.approx(cpu["gflop_per_s"] / cpu["matmul_peak_gflop_per_s"])
+        assert c["gpu_peak_fraction"] == pytest.approx(gpu["gflop_per_s"] / gpu["matmul_peak_gflop_per_s"])
+        assert cpu["matmul_peak_gflop_per_s"] == c["cpu_matmul_peak_gflop_per_s"]  # each device its own peak
+        assert gpu["matmul_peak_gflop_per_s"] == c["gpu_matmul_peak_gflop_per_s"]
+        assert line == (f"| wgan-gp-32 | {c['phase']} | {c['npgan_cpu_ms']:.2f} | {c['npgan_gpu_ms']:.2f} "
+                        f"| {c['gpu_speedup']:.2f} | {100 * c['cpu_peak_fraction']:.1f}% "
+                        f"| {100 * c['gpu_peak_fraction']:.1f}% |")
+    assert len(table) == 2 + len(combined) or not table[2 + len(combined)].startswith("|")

@@ -32,7 +32,7 @@ The package, one module per part, in the order a row is made:
     measure   the clock, peak memory, the matmul peak
     profile   npgan's step time by op category
     workers   one process per (configuration, phase, library), in alternating rounds
-    report    Markdown tables, machine and versions
+    report    Markdown tables (with ``--backend numpy,cupy`` one of CPU against GPU), machine and versions
     suite     ``npgan bench``: flags, the run, the output
 """
 
@@ -52,6 +52,8 @@ from npgan.bench.report import (
     FIELDS,
     REPORT_END,
     REPORT_START,
+    cpu_gpu_rows,
+    cpu_gpu_table,
     markdown_table,
     profile_table,
     report,
@@ -63,7 +65,8 @@ from npgan.bench.workers import run_worker
 
 __all__ = [
     "CONFIGS", "FIELDS", "PHASES", "PROFILE_CATEGORIES", "REPORT_END", "REPORT_START", "TOY_CONFIGS", "OpProfiler",
-    "PeakMemory", "build_models", "default_batch_size", "image_shape", "layer_table", "main", "markdown_table",
+    "PeakMemory", "build_models", "cpu_gpu_rows", "cpu_gpu_table",
+    "default_batch_size", "image_shape", "layer_table", "main", "markdown_table",
     "matmul_peak", "npgan_steps", "parse_args", "profile_table", "report", "run", "run_worker", "step_flops",
     "time_steps", "torch_models", "torch_steps", "update_report",
 ]

@@ -83,6 +83,7 @@ def markdown_table(rows) -> str:
 
 
 def profile_table(rows) -> str:
+    both = len({r["device"] for r in rows}) > 1
     lines = ["| config | " + " | ".join(PROFILE_CATEGORIES) + " | total ms |",
              "|" + "---|" * (len(PROFILE_CATEGORIES) + 2)]
     for r in rows:
@@ -90,13 +91,72 @@ def profile_table(rows) -> str:
             continue
         p = r["profile"]
         name = r["config"] if r["phase"] == "step" else f"{r['config']} {r['phase']}"
+        name += f" ({r['backend']})" if both else ""
         cells = " | ".join(f"{p[c]:.1f} ({100 * p[c] / p['total']:.0f}%)" for c in PROFILE_CATEGORIES)
         lines.append(f"| {name} | {cells} | {p['total']:.1f} |")
     return "\n".join(lines)
 
 
+def cpu_gpu_rows(rows) -> list[dict]:
+    """One row per (configuration, phase) measured on both devices: npgan (and PyTorch) on the CPU and on the GPU.
+
+    ``gpu_speedup`` is npgan's CPU median over its GPU median (above 1: the GPU is faster); each
+    ``*_peak_fraction`` is npgan's GFLOP/s over the matmul peak measured on that device.
+    """
+    by_key = {(r["config"], r["phase"], r["library"], r["device"]): r for r in rows}
+    combined = []
+    for r in rows:
+        if r["library"] != "npgan" or r["device"] != "cpu" or (r["config"], r["phase"], "npgan", "cuda") not in by_key:
+            continue
+        cpu, gpu = r, by_key[(r["config"], r["phase"], "npgan", "cuda")]
+        torch_ms = {d: by_key[(r["config"], r["phase"], "torch", d)]["ms_median"]
+                    if (r["config"], r["phase"], "torch", d) in by_key else None for d in ("cpu", "cuda")}
+        combined.append(dict(
+            table="cpu_vs_gpu", config=r["config"], phase=r["phase"], batch_size=r["batch_size"],
+            threads=r["threads"], npgan_cpu_ms=cpu["ms_median"], npgan_gpu_ms=gpu["ms_median"],
+            gpu_speedup=cpu["ms_median"] / gpu["ms_median"],
+            cpu_peak_fraction=cpu["peak_fraction"], gpu_peak_fraction=gpu["peak_fraction"],
+            cpu_matmul_peak_gflop_per_s=cpu["matmul_peak_gflop_per_s"],
+            gpu_matmul_peak_gflop_per_s=gpu["matmul_peak_gflop_per_s"],
+            torch_cpu_ms=torch_ms["cpu"], torch_gpu_ms=torch_ms["cuda"], date=r["date"],
+        ))
+    return combined
+
+
+def cpu_gpu_table(combined) -> str:
+    """``cpu_gpu_rows`` as Markdown; the PyTorch columns only when PyTorch ran on either device."""
+    with_torch = any(c["torch_cpu_ms"] is not None or c["torch_gpu_ms"] is not None for c in combined)
+    header = ("| config | phase | npgan CPU ms | npgan GPU ms | GPU speed-up | CPU % of its peak | GPU % of its peak |"
+              + (" PyTorch CPU ms | PyTorch GPU ms |" if with_torch else ""))
+    lines = [header, "|" + "---|" * (9 if with_torch else 7)]
+    for c in combined:
+        line = (f"| {c['config']} | {c['phase']} | {c['npgan_cpu_ms']:.2f} | {c['npgan_gpu_ms']:.2f} "
+                f"| {c['gpu_speedup']:.2f} | {100 * c['cpu_peak_fraction']:.1f}% "
+                f"| {100 * c['gpu_peak_fraction']:.1f}% |")
+        if with_torch:
+            line += "".join(" |" if ms is None else f" {ms:.2f} |" for ms in (c["torch_cpu_ms"], c["torch_gpu_ms"]))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _peaks(rows) -> str:
+    """The float32 matmul peak of each device in the rows, as the report's sentence says it."""
+    peaks = {}
+    for r in rows:
+        peaks.setdefault(r["device"], r["matmul_peak_gflop_per_s"])
+    threads = rows[0]["threads"]
+    if len(peaks) == 1:
+        return (f"float32 matmul peak ({threads} thread{'s' if threads > 1 else ''}): "
+                f"{next(iter(peaks.values())):.0f} GFLOP/s.")
+    return ("float32 matmul peak, measured on each device: " + ", ".join(
+        f"{'CPU' if d == 'cpu' else 'GPU'} {p:.0f} GFLOP/s" + (f" ({threads} thread{'s' if threads > 1 else ''})"
+                                                             if d == "cpu" else "")
+        for d, p in peaks.items()) + ".")
+
+
 def report(rows, args, argv) -> str:
-    """The run as Markdown: machine, versions, BLAS kernel, the command, the table (and the profile)."""
+    """The run as Markdown: machine, versions, BLAS kernel, the command, the table (the CPU against GPU
+    table when both devices ran, and the profile)."""
     first = rows[0]
     pools = first["blas"] if isinstance(first["blas"], list) else []
     kernel = ", ".join(f"OpenBLAS {b['version']} ({b['architecture']} kernel, {b['num_threads']} threads)"
@@ -109,11 +169,14 @@ def report(rows, args, argv) -> str:
         f"Command: `npgan bench {' '.join(argv)}` ({args.steps} timed steps per row after {args.warmup} warm-up "
         f"steps, in {args.rounds} alternating rounds; "
         + (f"batch {args.batch_size}" if args.batch_size else "batch 64, 256 for the 2-D toys") + "; float32). "
-        f"float32 matmul peak ({first['threads']} thread{'s' if first['threads'] > 1 else ''}): "
-        f"{first['matmul_peak_gflop_per_s']:.0f} GFLOP/s.",
+        + _peaks(rows),
         "",
         markdown_table(rows),
     ]
+    combined = cpu_gpu_rows(rows)
+    if combined:
+        lines += ["", "CPU against GPU: npgan's median ms per step on each device, the GPU's speed-up (CPU ms / "
+                  "GPU ms) and each device's GFLOP/s as a share of its own matmul peak:", "", cpu_gpu_table(combined)]
     if any(r.get("profile") for r in rows):
         lines += ["", "npgan's time per step by op category, ms (share of the step), from extra profiled steps:", "",
                   profile_table(rows)]

@@ -11,12 +11,14 @@ import sys
 from npgan.bench.flops import step_flops
 from npgan.bench.models import CONFIGS, PHASES, default_batch_size
 from npgan.bench.report import (
+    FIELDS,
     REPORT_END,
     REPORT_START,
     _machine,
     _median,
     _torch_available,
     _versions,
+    cpu_gpu_rows,
     report,
     update_report,
 )
@@ -31,8 +33,10 @@ def parse_args(argv):
                     "(env -u OPENBLAS_CORETYPE ...).")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated configurations (default: all of {', '.join(CONFIGS)})")
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
-                        help="npgan's array backend; PyTorch runs on the matching device (cpu or cuda)")
+    parser.add_argument("--backend", dest="backends", default="numpy", metavar="BACKEND[,BACKEND]",
+                        help="npgan's array backend, numpy or cupy; PyTorch runs on the matching device (cpu or "
+                             "cuda). numpy,cupy runs the suite on both and adds a table of CPU against GPU "
+                             "(default numpy)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for both libraries (BLAS via threadpoolctl, torch.set_num_threads); "
                              "default: the CPUs this process may use")
@@ -57,6 +61,13 @@ def parse_args(argv):
         if c not in CONFIGS:
             parser.error(f"unknown configuration {c!r}; choose from {', '.join(CONFIGS)}")
     args.configs = configs
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in DEVICES:
+            parser.error(f"--backend: unknown backend {b!r}; choose numpy, cupy or numpy,cupy")
+    if not backends or len(set(backends)) != len(backends):
+        parser.error(f"--backend: give each of numpy, cupy at most once, got {args.backends!r}")
+    args.backends = backends
     for name in ("batch_size", "steps", "rounds"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -67,34 +78,53 @@ def parse_args(argv):
     return args
 
 
+DEVICES = {"numpy": "cpu", "cupy": "cuda"}  # npgan's backend -> the device it and PyTorch run on
+
+
 def run(args, log=print) -> list[dict]:
-    """Run the benchmark described by parsed ``args``; returns one dict per row (``FIELDS``)."""
-    device = "cuda" if args.backend == "cupy" else "cpu"
-    if device == "cuda":
+    """Run the benchmark described by parsed ``args``; returns one dict per row (``FIELDS``).
+
+    With several backends (``--backend numpy,cupy``) the suite runs once per backend, each with the matmul
+    peak of its own device; the rows of the first come first.
+    """
+    devices = [DEVICES[b] for b in args.backends]
+    if "cuda" in devices:  # before anything runs: no half a report
         from npgan import backend  # noqa: PLC0415
 
         if not backend.cupy_available():
             raise SystemExit("npgan bench: --backend cupy needs CuPy and an NVIDIA GPU, and this machine has "
                              "none usable; install CuPy with pip install 'npgan[cuda]' on a GPU machine")
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    libraries = ["npgan"]
-    if not args.no_torch:
-        ok, why = _torch_available(device)
-        if ok:
-            libraries.append("torch")
-        else:
-            log(f"note: {why}")
+    libraries = {}
+    for device in devices:
+        libraries[device] = ["npgan"]
+        if not args.no_torch:
+            ok, why = _torch_available(device)
+            if ok:
+                libraries[device].append("torch")
+            else:
+                log(f"note: {why}")
     try:
         import threadpoolctl  # noqa: F401, PLC0415
     except ImportError:
         log("note: threadpoolctl is not installed (pip install threadpoolctl): the workers' BLAS threads are set "
             "through OPENBLAS_NUM_THREADS / OMP_NUM_THREADS only, and the BLAS kernel is not reported")
-    if device == "cpu" and os.environ.get("OPENBLAS_CORETYPE"):
+    if "cpu" in devices and os.environ.get("OPENBLAS_CORETYPE"):
         log(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} pins OpenBLAS's kernel for npgan's "
             "matmuls; unset it to let OpenBLAS pick the fastest for this CPU")
-    peak = _spawn({"peak": True, "threads": threads, "device": device}, threads)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    versions, machine = _versions(libraries), _machine()
+    versions = _versions({library for names in libraries.values() for library in names})
+    machine = _machine()
+    rows = []
+    for device in devices:
+        rows += _run_device(args, device, libraries[device], threads, dict(versions=versions, machine=machine,
+                                                                          date=date), log)
+    return rows
+
+
+def _run_device(args, device, libraries, threads, context, log) -> list[dict]:
+    """Every configuration and phase on one device, against the matmul peak measured on that device."""
+    peak = _spawn({"peak": True, "threads": threads, "device": device}, threads)
     rows = []
     for config in args.configs:
         for phase in PHASES[config]:
@@ -116,10 +146,10 @@ def run(args, log=print) -> list[dict]:
                     images_per_s=batch / median, gflop_per_step=gflop, gflop_per_s=gflop / median,
                     matmul_peak_gflop_per_s=peak["matmul_peak"], peak_fraction=gflop / median / peak["matmul_peak"],
                     peak_mem_mb=result["peak_mem_mb"], mem_method=result["mem_method"], ratio_vs_torch=ratio,
-                    blas=result["blas"], versions=versions, machine=machine, date=date, profile=result["profile"],
+                    blas=result["blas"], profile=result["profile"], **context,
                 )
-                rows.append(row)
-                log(json.dumps(row))
+                rows.append({field: row[field] for field in FIELDS})  # the order of FIELDS, as before
+                log(json.dumps(rows[-1]))
     return rows
 
 
@@ -129,6 +159,9 @@ def main(argv=None) -> int:
         return _worker_main(argv[1:])
     args = parse_args(argv)
     rows = run(args)
+    combined = cpu_gpu_rows(rows) if len(args.backends) > 1 else []
+    for row in combined:
+        print(json.dumps(row))
     if rows:
         text = report(rows, args, argv)
         print()
@@ -137,6 +170,6 @@ def main(argv=None) -> int:
             update_report(args.markdown, text)
     if args.json:
         with open(args.json, "w") as f:
-            for row in rows:
+            for row in rows + combined:
                 f.write(json.dumps(row) + "\n")
     return 0
