@@ -305,9 +305,10 @@ def main(argv=None):
     results_path = os.path.join(args.out, "results.jsonl")
     done = {_key(r) for r in read_results(results_path)}
     todo = [j for j in jobs if (j["suite"], j["remedy"], j["dataset"], j["steps"], j["seed"]) not in done]
+    print(f"{len(jobs)} runs in the table, {len(jobs) - len(todo)} already done, "
+          f"{len(todo)} {'not run (--report)' if args.report else 'to run'}", flush=True)
     if args.report:
         todo = []
-    print(f"{len(jobs)} runs in the table, {len(jobs) - len(todo)} already done, {len(todo)} to run", flush=True)
     start = time.perf_counter()
 
     def record(row):
@@ -330,7 +331,8 @@ def main(argv=None):
     doc_dir = os.path.dirname(os.path.abspath(args.doc))
     print(markdown(entries, os.path.join(args.out, "pictures"), doc_dir))
     if not args.no_doc:
-        command = shlex.join(["python", "benchmarks/remedies.py"] + list(argv if argv is not None else sys.argv[1:]))
+        given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report"]
+        command = shlex.join(["python", "benchmarks/remedies.py"] + given)
         write_doc(args.doc, entries, command, wall if todo else None)
     return rows
 
