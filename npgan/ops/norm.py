@@ -148,9 +148,17 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         return BatchNorm(eps, running_mean, running_var, momentum)(x, weight, bias)
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
-    inv_std = (running_var + eps) ** -0.5
-    scale = Tensor((inv_std).reshape(shape).astype(x.dtype, copy=False))
-    x_hat = (x - Tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))) * scale
+    return _affine(_normalize_with(running_mean, running_var, x, eps, shape), weight, bias, shape)
+
+
+def _normalize_with(running_mean, running_var, x, eps, shape) -> Tensor:
+    """(x - mean) / sqrt(var + eps) with stored statistics (C,) broadcast as ``shape``: eval-mode norms."""
+    scale = Tensor(((running_var + eps) ** -0.5).reshape(shape).astype(x.dtype, copy=False))
+    return (x - Tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))) * scale
+
+
+def _affine(x_hat, weight, bias, shape) -> Tensor:
+    """x_hat * weight + bias, each (C,) broadcast as ``shape``; either may be None (no scale, no shift)."""
     if weight is not None:
         x_hat = x_hat * weight.reshape(shape)
     if bias is not None:
@@ -252,13 +260,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     else:
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
-        scale = Tensor(((running_var + eps) ** -0.5).reshape(shape).astype(x.dtype, copy=False))
-        x_hat = (x - Tensor(running_mean.reshape(shape).astype(x.dtype, copy=False))) * scale
-    if weight is not None:
-        x_hat = x_hat * weight.reshape(shape)
-    if bias is not None:
-        x_hat = x_hat + bias.reshape(shape)
-    return x_hat
+        x_hat = _normalize_with(running_mean, running_var, x, eps, shape)
+    return _affine(x_hat, weight, bias, shape)
 
 
 def virtual_batch_norm(x, reference_size, weight=None, bias=None, eps=1e-5) -> Tensor:
