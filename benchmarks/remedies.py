@@ -219,10 +219,11 @@ def markdown(entries: list[dict], images_dir: str, doc_dir: str) -> str:
                           "| samples (seed 0) |", "|---|---|---|---|---|---|---|"]
             for e in group:
                 picture = "-"
+                target = os.path.join(images_dir, run_name(e["remedy"], dataset, e["seeds"][0]) + ".png")
                 if e["picture"] and os.path.exists(e["picture"]):
                     os.makedirs(images_dir, exist_ok=True)
-                    target = os.path.join(images_dir, run_name(e["remedy"], dataset, e["seeds"][0]) + ".png")
                     shutil.copyfile(e["picture"], target)
+                if os.path.exists(target):  # copied now, or earlier from a run directory since removed
                     picture = f"![{e['remedy']}]({os.path.relpath(target, doc_dir)})"
                 what = remedies.get(e["remedy"], ("", {}))[0]
                 if suite == "toys":
@@ -268,6 +269,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, help="toy batch size (default 256)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one BLAS thread each")
     parser.add_argument("--out", default="runs/remedies")
+    parser.add_argument("--results", help="the JSON-lines file of finished runs (default OUT/results.jsonl); "
+                                          "benchmarks/remedies_results.jsonl holds the measured ones")
     parser.add_argument("--doc", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                       "docs", "REMEDIES.md"),
                         help="the Markdown file whose table is (re)written (default docs/REMEDIES.md)")
@@ -302,7 +305,7 @@ def main(argv=None):
                     jobs.append({"suite": suite, "remedy": remedy, "dataset": dataset, "seed": seed,
                                  "steps": steps, "out": args.out, "batch_size": args.batch_size})
     os.makedirs(args.out, exist_ok=True)
-    results_path = os.path.join(args.out, "results.jsonl")
+    results_path = args.results or os.path.join(args.out, "results.jsonl")
     done = {_key(r) for r in read_results(results_path)}
     todo = [j for j in jobs if (j["suite"], j["remedy"], j["dataset"], j["steps"], j["seed"]) not in done]
     print(f"{len(jobs)} runs in the table, {len(jobs) - len(todo)} already done, "

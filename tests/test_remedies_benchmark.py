@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 
@@ -100,3 +101,16 @@ def test_remedies_report_writes_the_finished_runs_without_training(tmp_path, cap
     assert [r["remedy"] for r in rows] == ["baseline"]  # pacgan has not run, and was not trained now
     assert not (tmp_path / "runs" / "pacgan-ring8-seed0").exists()
     assert "| baseline |" in (tmp_path / "docs" / "REMEDIES.md").read_text()
+
+
+def test_remedies_keeps_a_rows_picture_and_results_after_its_run_directory_is_gone(tmp_path):
+    remedies = load_remedies()
+    results = tmp_path / "kept" / "results.jsonl"
+    results.parent.mkdir()
+    remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2", "--results", str(results)))
+    assert not (tmp_path / "runs" / "results.jsonl").exists() and len(results.read_text().splitlines()) == 1
+    shutil.rmtree(tmp_path / "runs")  # a new machine: the runs are gone, the results file and pictures kept
+    [row] = remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2", "--results",
+                               str(results), "--report"))
+    assert row["remedy"] == "baseline"
+    assert "](images/remedies/baseline-ring8-seed0.png)" in (tmp_path / "docs" / "REMEDIES.md").read_text()
