@@ -190,7 +190,9 @@ def summarise(rows: list[dict]) -> list[dict]:
         first = min(group, key=lambda r: r["seed"])
         entry["picture"] = first["picture"]
         entries.append(entry)
-    entries.sort(key=lambda e: (list(SUITES).index(e["suite"]), e["dataset"], order.get((e["suite"], e["remedy"]), 99)))
+    datasets = {(suite, d): i for suite, (_, names) in SUITES.items() for i, d in enumerate(names)}
+    entries.sort(key=lambda e: (list(SUITES).index(e["suite"]), datasets.get((e["suite"], e["dataset"]), 99),
+                                order.get((e["suite"], e["remedy"]), 99)))
     return entries
 
 
