@@ -134,9 +134,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"batch_norm: expected input (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}")
     channels = x.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None and tuple(t.shape) != (channels,):
-            raise ValueError(f"batch_norm: {name} must have shape ({channels},) for input {x.shape}, got {t.shape}")
+    _check_per_channel("batch_norm", x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     shape = _channel_shape(x)
     count = x.numel() // channels
     if training:
@@ -149,6 +147,14 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
     return _affine(_normalize_with(running_mean, running_var, x, eps, shape), weight, bias, shape)
+
+
+def _check_per_channel(op, x, **tensors) -> None:
+    """Each given tensor (None: absent) must hold one number per channel of x (N, C, ...)."""
+    channels = x.shape[1]
+    for name, t in tensors.items():
+        if t is not None and tuple(t.shape) != (channels,):
+            raise ValueError(f"{op}: {name} must have shape ({channels},) for input {x.shape}, got {t.shape}")
 
 
 def _normalize_with(running_mean, running_var, x, eps, shape) -> Tensor:
@@ -238,10 +244,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     """
     if x.ndim != 4:
         raise ValueError(f"instance_norm: expected input (N, C, H, W), got shape {tuple(x.shape)}")
-    channels = x.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None and tuple(t.shape) != (channels,):
-            raise ValueError(f"instance_norm: {name} must have shape ({channels},) for input {x.shape}, got {t.shape}")
+    _check_per_channel("instance_norm", x, weight=weight, bias=bias, running_mean=running_mean,
+                       running_var=running_var)
     shape = _channel_shape(x)
     if use_input_stats:
         count = x.shape[2] * x.shape[3]
