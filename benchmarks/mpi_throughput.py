@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         parser.error(f"--batch-size {args.batch_size} does not divide by --ranks {args.ranks}")
     if shutil.which("mpiexec") is None:
         parser.error('mpiexec not found: pip install "npgan[mpi]"')
-    torch_available = not args.no_torch and bench._torch_available("cpu")
+    torch_available = not args.no_torch and bench.torch_available("cpu")[0]
     per_round = [args.steps // args.rounds + (1 if i < args.steps % args.rounds else 0) for i in range(args.rounds)]
     rows = []
     for config in configs:

@@ -37,7 +37,7 @@ import shlex
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 TOY_STEPS = 10000
 IMAGE_STEPS = 600
@@ -327,8 +327,8 @@ def main(argv=None):
         _one_blas_thread()  # read by each worker process at start; small nets gain nothing from a second thread
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-            for row in pool.map(run_one, todo):
-                record(row)
+            for future in as_completed([pool.submit(run_one, job) for job in todo]):
+                record(future.result())  # as each finishes: a long run does not hold back the rows after it
     wall = time.perf_counter() - start
     wanted = {(j["suite"], j["remedy"], j["dataset"], j["steps"], j["seed"]) for j in jobs}
     rows = [r for r in read_results(results_path) if _key(r) in wanted]

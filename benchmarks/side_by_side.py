@@ -50,7 +50,8 @@ def run_environment(extra: list[str]) -> dict:
 
 
 def train_command(model: str, steps: int, out: str, dataset: str | None = None) -> list[str]:
-    command = [sys.executable, "-m", "npgan.cli", "train", model, "--steps", str(steps), "--out", out, "--quiet"]
+    command = [sys.executable, "-m", "npgan.cli", "train", model, "--steps", str(steps), "--out", out, "--quiet",
+               "--overwrite"]  # every round trains anew into the same directories
     return command + (["--dataset", dataset] if dataset else [])
 
 

@@ -289,3 +289,16 @@ def test_a_rank_raising_or_diverging_mid_step_ends_the_whole_job_with_one_messag
     assert message in result.stderr
     assert result.stderr.count("stopping all 2 ranks") == 1
     assert elapsed < 30, f"the job took {elapsed:.1f} s to end"
+
+
+@needs_mpi
+def test_the_throughput_benchmark_runs_one_process_and_two_ranks_and_reports_both(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    result = check(run(1, "benchmarks/mpi_throughput.py", "--configs", "gan-mlp", "--steps", "2", "--rounds", "1",
+                       "--warmup", "0", "--no-torch", "--json", str(out), timeout=240))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_ranks = {row["ranks"]: row for row in rows}
+    assert set(by_ranks) == {1, 2}, rows
+    assert all(row["ms_median"] > 0 and row["steps"] == 2 for row in rows), rows
+    assert by_ranks[2]["allreduce_ms"] > 0
+    assert "| gan-mlp (step) |" in result.stdout

@@ -1,11 +1,15 @@
-"""benchmarks/side_by_side.py without the minutes of training: its environment, commands and report."""
+"""benchmarks/side_by_side.py: its environment, commands and report, and one end-to-end run of tiny trainings."""
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "side_by_side.py")
 
 
 def load_side_by_side():
@@ -31,7 +35,8 @@ def test_runs_get_no_thread_variables_but_this_checkout_first_on_the_path(monkey
 def test_the_toy_command_is_the_one_users_type_and_the_report_gives_both_ratios():
     sbs = load_side_by_side()
     command = sbs.train_command("gan", 1500, "/tmp/out", dataset="ring8")
-    assert command[3:] == ["train", "gan", "--steps", "1500", "--out", "/tmp/out", "--quiet", "--dataset", "ring8"]
+    assert command[3:] == ["train", "gan", "--steps", "1500", "--out", "/tmp/out", "--quiet", "--overwrite",
+                           "--dataset", "ring8"]
     result = {"times": {"toy alone": [10.0, 12.0], "two toys": [22.0, 24.0], "dcgan alone": [30.0],
                         "dcgan beside a toy": [45.0]},
               "medians": {"toy alone": 11.0, "two toys": 23.0, "dcgan alone": 30.0, "dcgan beside a toy": 45.0},
@@ -48,3 +53,14 @@ def test_a_non_positive_count_is_an_error_naming_the_flag(capsys):
     with pytest.raises(SystemExit):
         sbs.parse_args(["--rounds", "0"])
     assert "--rounds must be a positive integer" in capsys.readouterr().err
+
+
+def test_two_rounds_of_tiny_runs_end_to_end_write_the_json_line(tmp_path):
+    """Each round trains again into the same directories: a second round must not be refused as an overwrite."""
+    out = tmp_path / "sbs.jsonl"
+    result = subprocess.run([sys.executable, SCRIPT, "--rounds", "2", "--toy-steps", "3", "--dcgan-steps", "1",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(out.read_text())
+    assert set(row["ratios"]) == {"two toys", "dcgan beside a toy"}
+    assert all(len(times) == 2 for times in row["times"].values()), row

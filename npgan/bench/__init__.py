@@ -57,6 +57,7 @@ from npgan.bench.report import (
     markdown_table,
     profile_table,
     report,
+    torch_available,
     update_report,
 )
 from npgan.bench.steps import npgan_steps, torch_steps
@@ -68,5 +69,5 @@ __all__ = [
     "PeakMemory", "build_models", "cpu_gpu_rows", "cpu_gpu_table",
     "default_batch_size", "image_shape", "layer_table", "main", "markdown_table",
     "matmul_peak", "npgan_steps", "parse_args", "profile_table", "report", "run", "run_worker", "step_flops",
-    "time_steps", "torch_models", "torch_steps", "update_report",
+    "time_steps", "torch_available", "torch_models", "torch_steps", "update_report",
 ]

@@ -57,7 +57,8 @@ def _median(values):
     return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
-def _torch_available(device):
+def torch_available(device) -> tuple[bool, str | None]:
+    """(True, None) when PyTorch can run on ``device`` (cpu or cuda), else (False, why)."""
     try:
         import torch  # noqa: PLC0415
     except ImportError:

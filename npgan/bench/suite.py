@@ -16,10 +16,10 @@ from npgan.bench.report import (
     REPORT_START,
     _machine,
     _median,
-    _torch_available,
     _versions,
     cpu_gpu_rows,
     report,
+    torch_available,
     update_report,
 )
 from npgan.bench.workers import _spawn, _worker_main, measure_phase
@@ -99,7 +99,7 @@ def run(args, log=print) -> list[dict]:
     for device in devices:
         libraries[device] = ["npgan"]
         if not args.no_torch:
-            ok, why = _torch_available(device)
+            ok, why = torch_available(device)
             if ok:
                 libraries[device].append("torch")
             else:
