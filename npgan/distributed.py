@@ -264,6 +264,7 @@ class DistributedOptimizer:
     def __init__(self, optimizer, comm: Communicator):
         self.optimizer, self.comm = optimizer, comm
         self._buffer = None
+        self._averaged = False  # allreduce_grads ran since the last step: step must not average again
 
     def __getattr__(self, name):
         return getattr(self.optimizer, name)
@@ -272,8 +273,12 @@ class DistributedOptimizer:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def allreduce_grads(self) -> None:
-        """Replace every parameter's gradient by its average over the ranks (one Allreduce)."""
-        if self.comm.size == 1:
+        """Replace every parameter's gradient by its average over the ranks (one Allreduce).
+
+        ``step`` calls it; call it yourself to work on the averaged gradients before the step (gradient
+        clipping must see the global gradient, as in one process), and ``step`` will not average them again.
+        """
+        if self.comm.size == 1 or self._averaged:
             return
         params = self._params()
         dtypes = {p.data.dtype for p in params}
@@ -301,12 +306,15 @@ class DistributedOptimizer:
             n = p.data.size
             p.grad = Tensor(buffer[offset:offset + n].reshape(p.data.shape)) if counts[i] > 0 else None
             offset += n
+        self._averaged = True
 
     def step(self):
         self.allreduce_grads()
+        self._averaged = False
         return self.optimizer.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        self._averaged = False
         self.optimizer.zero_grad(set_to_none)
 
     def state_dict(self) -> dict:

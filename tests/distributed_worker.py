@@ -18,10 +18,10 @@ from npgan import distributed
 from npgan.gan.trainer import TrainConfig, Trainer
 
 
-def config(out, model, steps, batch, sync=False):
+def config(out, model, steps, batch, sync=False, **extra):
     small = dict(hidden=32) if model == "gan" else dict(ngf=8, ndf=8, image_size=32)
     return TrainConfig(model=model, dataset="fake", batch_size=batch, steps=steps, out=out, metrics=False,
-                       log_every=1, sample_every=1000, checkpoint_every=1000, sync_batch_norm=sync, **small)
+                       log_every=1, sample_every=1000, checkpoint_every=1000, sync_batch_norm=sync, **small, **extra)
 
 
 def save_params(trainer, out):
@@ -34,8 +34,12 @@ def save_params(trainer, out):
 npgan.viz.plot_losses = lambda *args, **kwargs: None
 
 
-def train(out, model, steps, batch, sync=""):
-    trainer = Trainer(config(out, model, int(steps), int(batch), sync == "sync"), progress=False)
+def train(out, model, steps, batch, *options):
+    """options: ``sync`` (synchronised BatchNorm), ``clip=MAX``, ``soft=LOW,HIGH``, ``flip=P``."""
+    fields = {"clip": ("clip_grad_norm", float), "flip": ("flip_labels", float),
+              "soft": ("soft_labels", lambda v: tuple(map(float, v.split(","))))}
+    extra = {fields[k][0]: fields[k][1](v) for k, _, v in (o.partition("=") for o in options if "=" in o)}
+    trainer = Trainer(config(out, model, int(steps), int(batch), "sync" in options, **extra), progress=False)
     trainer.train()
     save_params(trainer, out)
 

@@ -222,6 +222,20 @@ def test_two_ranks_hold_identical_parameters_equal_to_one_process_on_the_same_gl
 
 
 @needs_mpi
+@pytest.mark.parametrize("option", ["clip=0.01", "soft=0.7,1.2", "flip=0.2"])
+def test_clipping_and_label_tricks_on_two_ranks_equal_one_process(tmp_path, option):
+    # clip: a bound far below the gradients' norms, so every step clips; clipping each rank's own gradient
+    # before averaging would scale the two halves by different factors. soft, flip: each rank must use its
+    # shard of the labels one process draws for the global batch, not the first half twice.
+    (tmp_path / "two").mkdir(), (tmp_path / "one").mkdir()
+    check(run(2, WORKER, "train", str(tmp_path / "two"), "gan", "10", "64", option))
+    check(run(1, WORKER, "train", str(tmp_path / "one"), "gan", "10", "64", option))
+    rank0, single = params(tmp_path / "two" / "params-rank0.npz"), params(tmp_path / "one" / "params-rank0.npz")
+    for name in rank0:
+        np.testing.assert_allclose(rank0[name], single[name], rtol=0, atol=ROUNDING, err_msg=name)
+
+
+@needs_mpi
 def test_synchronised_batchnorm_equals_one_process_and_per_rank_batchnorm_does_not(tmp_path):
     for name in ("sync", "per-rank", "one"):
         (tmp_path / name).mkdir()

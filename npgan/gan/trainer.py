@@ -598,12 +598,15 @@ class Trainer:
 
         ``soft_labels`` (low, high): each real label ~ U[low, high] (ganhacks: 0.7 to 1.2); ``flip_labels``
         p: each real score's target becomes the fake label (0) and each fake score's a real label, with
-        probability p, independently. Drawn from npgan's generator, so runs repeat and resume exactly.
+        probability p, independently. Drawn from npgan's generator, so runs repeat and resume exactly; under
+        MPI every rank draws the global batch's labels and keeps its shard, as one process would draw them.
         """
         c = self.config
         if c.soft_labels is None and not c.flip_labels:
             return 1.0 - c.label_smoothing, 0.0
         rng = backend.host_rng()
+        shard = slice(self.comm.rank * n, (self.comm.rank + 1) * n)
+        n = n * self.comm.size
 
         def real_labels():
             if c.soft_labels is None:
@@ -615,11 +618,15 @@ class Trainer:
             real = backend.numpy.where(rng.random(n) < c.flip_labels, 0.0, real)
             fake = backend.numpy.where(rng.random(n) < c.flip_labels, real_labels(), fake)
         dtype = backend.DEFAULT_DTYPE
-        return (npgan.tensor(real.astype(dtype), device=self.device),
-                npgan.tensor(fake.astype(dtype), device=self.device))
+        return (npgan.tensor(real[shard].astype(dtype), device=self.device),
+                npgan.tensor(fake[shard].astype(dtype), device=self.device))
 
-    def _clip_gradients(self, module):
+    def _clip_gradients(self, module, optimizer):
+        """``clip_grad_norm``: clip the network's whole gradient, after averaging it over MPI ranks, so that
+        N ranks clip the same global gradient one process would."""
         if self.config.clip_grad_norm:
+            if isinstance(optimizer, distributed.DistributedOptimizer):
+                optimizer.allreduce_grads()
             optim.clip_grad_norm_(module.parameters(), self.config.clip_grad_norm)
 
     def _critic(self, x, labels=None):
@@ -675,7 +682,7 @@ class Trainer:
                 row["r1"] = penalty
             self.opt_d.zero_grad()
             loss_d.backward()
-            self._clip_gradients(self.D)
+            self._clip_gradients(self.D, self.opt_d)
             self.opt_d.step()
             if self.clip:
                 for p in self.D.parameters():
@@ -706,7 +713,7 @@ class Trainer:
                 p.grad = g
         else:
             loss_g.backward()
-        self._clip_gradients(self.G)
+        self._clip_gradients(self.G, self.opt_g)
         self.opt_g.step()
         if self.g_ema is not None:
             self.g_ema.update()
