@@ -4,11 +4,7 @@ Each layer is built in both libraries, the weights are copied through ``state_di
 layouts), and forward values and the gradients w.r.t. the input and every parameter are compared in
 float32, for several configurations including every layer shape of the dcgan-32 benchmark (batch 2).
 
-Tolerance: both libraries sum the same K products in float32 in different orders. A K-term float32 sum
-carries a rounding error of about sqrt(K) * 6e-8 times the magnitude of its terms; K reaches 4096 here
-(256 channels x 4x4 kernel), i.e. ~4e-6 of the output's scale. We allow rtol 1e-4 and an absolute
-tolerance of 2e-5 times the largest magnitude of the reference (elements that cancel to ~0 have errors of
-the scale of the terms, not of themselves). A wrong layout or a transposed kernel is off by O(1).
+Tolerance: see torch_compare.py (float32, rtol 1e-4, atol 2e-5 of the reference's scale).
 """
 
 import numpy as np
@@ -17,48 +13,10 @@ import pytest
 import npgan
 import npgan.nn as nn
 
+from .torch_compare import assert_close, compare, copy_from_torch, copy_to_torch
+
 torch = pytest.importorskip("torch")
 tnn = torch.nn
-
-
-def assert_close(actual, expected, what=""):
-    expected = np.asarray(expected)
-    scale = max(float(np.abs(expected).max()), 1e-30) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=2e-5 * scale, err_msg=what)
-
-
-def copy_to_torch(ours, theirs):
-    """npgan -> torch through state_dict: every name and shape must match."""
-    state = {k: torch.from_numpy(v) for k, v in ours.state_dict().items()}
-    theirs.load_state_dict(state, strict=True)
-
-
-def copy_from_torch(theirs, ours):
-    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()}, strict=True)
-
-
-def compare(ours, theirs, shape, seed=0, integer_input=None):
-    """Forward values and gradients of input and parameters, for a random upstream gradient."""
-    rng = np.random.default_rng(seed)
-    if integer_input is not None:
-        x_np = rng.integers(0, integer_input, shape)
-        x, xt = npgan.tensor(x_np), torch.from_numpy(x_np)
-    else:
-        x_np = rng.standard_normal(shape).astype(np.float32)
-        x, xt = npgan.tensor(x_np, requires_grad=True), torch.tensor(x_np, requires_grad=True)
-    y, yt = ours(x), theirs(xt)
-    assert y.shape == tuple(yt.shape) and y.dtype == np.float32
-    assert_close(y.numpy(), yt.detach().numpy(), "forward")
-    g = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(npgan.tensor(g))
-    yt.backward(torch.from_numpy(g))
-    if integer_input is None:
-        assert x.grad.dtype == np.float32
-        assert_close(x.grad.numpy(), xt.grad.numpy(), "input gradient")
-    their_params = dict(theirs.named_parameters())
-    for name, p in ours.named_parameters():
-        assert p.grad.dtype == np.float32
-        assert_close(p.grad.numpy(), their_params[name].grad.numpy(), f"gradient of {name}")
 
 
 # -- dense and convolution layers ----------------------------------------------------------------------

@@ -1,45 +1,26 @@
 """PixelShuffle, Upsample, AvgPool2d and InstanceNorm2d against torch.nn's (only where PyTorch is installed):
 forward values, gradients of the input and every parameter, running statistics, state_dict names.
 
-Tolerance: as test_torch_layers.py (float32, rtol 1e-4, atol 2e-5 of the reference's scale); these layers
+Tolerance: as torch_compare.py (float32, rtol 1e-4, atol 2e-5 of the reference's scale); these layers
 sum at most a few dozen terms, so they agree far closer, but a wrong index is off by O(1).
 """
 
-import numpy as np
 import pytest
 
-import npgan
 import npgan.nn as nn
+
+from . import torch_compare
+from .torch_compare import copy_to_torch
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
 
 
-def assert_close(actual, expected, what=""):
-    expected = np.asarray(expected)
-    scale = max(float(np.abs(expected).max()), 1e-30)
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=2e-5 * scale, err_msg=what)
-
-
 def compare(ours, theirs, shape, seed=0):
-    """Same state_dict names; forward values and gradients for a random upstream gradient."""
+    """Same state_dict names in the same order; then values, gradients and buffers (inputs around 0.5)."""
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
-    rng = np.random.default_rng(seed)
-    x_np = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
-    x, xt = npgan.tensor(x_np, requires_grad=True), torch.tensor(x_np, requires_grad=True)
-    y, yt = ours(x), theirs(xt)
-    assert y.shape == tuple(yt.shape) and y.dtype == np.float32
-    assert_close(y.numpy(), yt.detach().numpy(), "forward")
-    g = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(npgan.tensor(g))
-    yt.backward(torch.from_numpy(g))
-    assert_close(x.grad.numpy(), xt.grad.numpy(), "input gradient")
-    their_params = dict(theirs.named_parameters())
-    for name, p in ours.named_parameters():
-        assert_close(p.grad.numpy(), their_params[name].grad.numpy(), f"gradient of {name}")
-    for name, buffer in ours.named_buffers():
-        assert_close(np.asarray(buffer.numpy()), dict(theirs.named_buffers())[name].numpy(), name)
+    copy_to_torch(ours, theirs)
+    torch_compare.compare(ours, theirs, shape, seed, input_scale=2.0, input_shift=0.5, buffers=True)
 
 
 @pytest.mark.parametrize("r, shape", [(2, (2, 8, 3, 4)), (3, (1, 18, 2, 2)), (1, (2, 3, 2, 2))])
