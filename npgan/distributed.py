@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
 
 from npgan import backend
@@ -39,6 +40,7 @@ __all__ = [
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+ABORT_GRACE_SECONDS = 1.0  # between the error message and MPI_Abort: see Communicator.abort
 INSTALL_HINT = 'pip install "npgan[mpi]"  (mpi4py, and MPICH if no MPI is installed)'
 
 
@@ -152,6 +154,10 @@ class Communicator:
         """Print ``message`` and end every rank of the job at once (MPI_Abort)."""
         print(message, file=sys.stderr, flush=True)
         if self.size > 1:
+            # The message travels from this rank's stderr through the process manager to mpiexec's; MPI_Abort
+            # tears the job down at once and, on a loaded machine, could do so before the line was forwarded
+            # (seen: an empty stderr). A second's wait on this already-failing path lets it arrive.
+            time.sleep(ABORT_GRACE_SECONDS)
             self.mpi_comm.Abort(code)
         raise SystemExit(code)
 
