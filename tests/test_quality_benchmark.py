@@ -4,22 +4,11 @@ The training itself is the Trainer's (tested elsewhere) and takes minutes, so th
 stand-in trainers and metrics and check what it reports.
 """
 
-import importlib.util
 import math
-import os
 
 import numpy as np
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script():
-    path = os.path.join(ROOT, "benchmarks", "quality_vs_torch.py")
-    spec = importlib.util.spec_from_file_location("quality_vs_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 def row(library, seed, frechet, confidence, classes=10):
@@ -30,7 +19,7 @@ def row(library, seed, frechet, confidence, classes=10):
 def test_over_seeds_gives_each_library_its_mean_and_sample_std():
     rows = [row("npgan", 0, 6.0, 0.8), row("PyTorch", 0, 9.0, 0.7), row("npgan", 1, 8.0, 0.6, classes=9),
             row("PyTorch", 1, 9.0, 0.7), row("npgan", 2, 10.0, 0.7)]
-    npgan_summary, torch_summary = load_script().over_seeds(rows)
+    npgan_summary, torch_summary = load_benchmark("quality_vs_torch").over_seeds(rows)
     assert npgan_summary["library"] == "npgan" and npgan_summary["seeds"] == [0, 1, 2]
     assert npgan_summary["frechet_distance"] == pytest.approx(8.0)
     assert npgan_summary["frechet_distance_std"] == pytest.approx(2.0)  # sample std of 6, 8, 10
@@ -41,11 +30,11 @@ def test_over_seeds_gives_each_library_its_mean_and_sample_std():
 
 
 def test_a_single_seed_has_no_mean_row():
-    assert load_script().over_seeds([row("npgan", 0, 6.0, 0.8), row("PyTorch", 0, 9.0, 0.7)]) == []
+    assert load_benchmark("quality_vs_torch").over_seeds([row("npgan", 0, 6.0, 0.8), row("PyTorch", 0, 9.0, 0.7)]) == []
 
 
 def test_main_runs_both_libraries_once_per_seed_and_prints_the_means(monkeypatch, capsys):
-    script = load_script()
+    script = load_benchmark("quality_vs_torch")
     calls = []
 
     def fake_samples(library, seed):
@@ -69,7 +58,7 @@ def test_main_runs_both_libraries_once_per_seed_and_prints_the_means(monkeypatch
 
 
 def test_without_pytorch_npgan_runs_every_seed_and_says_so_once(monkeypatch, capsys):
-    script = load_script()
+    script = load_benchmark("quality_vs_torch")
 
     def no_torch(*args):
         raise ImportError("No module named 'torch'")

@@ -1,22 +1,12 @@
 """benchmarks/remedies.py in a few steps: rows, the written table, resuming, and every remedy a valid config."""
 
-import importlib.util
 import json
-import os
 import shutil
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from npgan.gan import TrainConfig, Trainer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_remedies():
-    spec = importlib.util.spec_from_file_location("remedies", os.path.join(ROOT, "benchmarks", "remedies.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny(tmp_path, *extra):
@@ -26,7 +16,7 @@ def tiny(tmp_path, *extra):
 
 @pytest.mark.parametrize("suite", ["toys", "images"])
 def test_every_remedy_is_the_baseline_plus_valid_settings(suite):
-    remedies = load_remedies()
+    remedies = load_benchmark("remedies")
     table, datasets = remedies.SUITES[suite]
     assert next(iter(table)) == "baseline" and table["baseline"][1] == {}
     for name in table:
@@ -40,7 +30,7 @@ def test_every_remedy_is_the_baseline_plus_valid_settings(suite):
 
 
 def test_remedies_trains_each_row_writes_the_table_and_copies_one_picture_per_row(tmp_path, capsys):
-    rows = load_remedies().main(tiny(tmp_path, "--remedies", "baseline", "pacgan", "--seeds", "0", "1",
+    rows = load_benchmark("remedies").main(tiny(tmp_path, "--remedies", "baseline", "pacgan", "--seeds", "0", "1",
                                      "--steps", "3"))
     assert sorted((r["remedy"], r["seed"]) for r in rows) == [("baseline", 0), ("baseline", 1), ("pacgan", 0),
                                                                ("pacgan", 1)]
@@ -58,7 +48,7 @@ def test_remedies_trains_each_row_writes_the_table_and_copies_one_picture_per_ro
 
 
 def test_remedies_skips_finished_runs_and_resumes_unfinished_ones(tmp_path, capsys):
-    remedies = load_remedies()
+    remedies = load_benchmark("remedies")
     remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2"))
     capsys.readouterr()
     remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2"))
@@ -77,7 +67,7 @@ def test_remedies_skips_finished_runs_and_resumes_unfinished_ones(tmp_path, caps
 
 
 def test_remedies_refuses_a_run_directory_holding_another_run(tmp_path):
-    remedies = load_remedies()
+    remedies = load_benchmark("remedies")
     job = {"suite": "toys", "remedy": "baseline", "dataset": "ring8", "seed": 0, "steps": 2,
            "out": str(tmp_path / "runs"), "batch_size": 16}
     other = dict(remedies.job_config(job), pack=4)  # pacgan's settings in the baseline's directory
@@ -88,12 +78,12 @@ def test_remedies_refuses_a_run_directory_holding_another_run(tmp_path):
 
 def test_remedies_refuses_unknown_remedy_names(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        load_remedies().main(tiny(tmp_path, "--remedies", "no such remedy"))
+        load_benchmark("remedies").main(tiny(tmp_path, "--remedies", "no such remedy"))
     assert "unknown remedies ['no such remedy']" in capsys.readouterr().err
 
 
 def test_remedies_report_writes_the_finished_runs_without_training(tmp_path, capsys):
-    remedies = load_remedies()
+    remedies = load_benchmark("remedies")
     remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2"))
     capsys.readouterr()
     rows = remedies.main(tiny(tmp_path, "--remedies", "baseline", "pacgan", "--seeds", "0", "--steps", "2",
@@ -104,7 +94,7 @@ def test_remedies_report_writes_the_finished_runs_without_training(tmp_path, cap
 
 
 def test_remedies_keeps_a_rows_picture_and_results_after_its_run_directory_is_gone(tmp_path):
-    remedies = load_remedies()
+    remedies = load_benchmark("remedies")
     results = tmp_path / "kept" / "results.jsonl"
     results.parent.mkdir()
     remedies.main(tiny(tmp_path, "--remedies", "baseline", "--seeds", "0", "--steps", "2", "--results", str(results)))

@@ -1,26 +1,19 @@
 """benchmarks/side_by_side.py: its environment, commands and report, and one end-to-end run of tiny trainings."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from benchmark_scripts import ROOT, load_benchmark
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "side_by_side.py")
 
 
-def load_side_by_side():
-    spec = importlib.util.spec_from_file_location("side_by_side", os.path.join(ROOT, "benchmarks", "side_by_side.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_runs_get_no_thread_variables_but_this_checkout_first_on_the_path(monkeypatch):
-    sbs = load_side_by_side()
+    sbs = load_benchmark("side_by_side")
     for name in sbs.THREAD_VARIABLES:
         monkeypatch.setenv(name, "1")
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
@@ -33,7 +26,7 @@ def test_runs_get_no_thread_variables_but_this_checkout_first_on_the_path(monkey
 
 
 def test_the_toy_command_is_the_one_users_type_and_the_report_gives_both_ratios():
-    sbs = load_side_by_side()
+    sbs = load_benchmark("side_by_side")
     command = sbs.train_command("gan", 1500, "/tmp/out", dataset="ring8")
     assert command[3:] == ["train", "gan", "--steps", "1500", "--out", "/tmp/out", "--quiet", "--overwrite",
                            "--dataset", "ring8"]
@@ -49,7 +42,7 @@ def test_the_toy_command_is_the_one_users_type_and_the_report_gives_both_ratios(
 
 
 def test_a_non_positive_count_is_an_error_naming_the_flag(capsys):
-    sbs = load_side_by_side()
+    sbs = load_benchmark("side_by_side")
     with pytest.raises(SystemExit):
         sbs.parse_args(["--rounds", "0"])
     assert "--rounds must be a positive integer" in capsys.readouterr().err

@@ -1,25 +1,16 @@
 """benchmarks/toys.py, in a few steps: every recipe runs, rows carry the metrics, --jobs runs in processes."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_toys():
-    spec = importlib.util.spec_from_file_location("toys", os.path.join(ROOT, "benchmarks", "toys.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import ROOT, load_benchmark
 
 
 def test_toys_benchmark_trains_every_recipe_and_reports_the_mode_metrics(tmp_path, capsys):
-    toys = load_toys()
+    toys = load_benchmark("toys")
     rows = toys.main(["--steps", "3", "--datasets", "ring8", "--batch-size", "16", "--out", str(tmp_path)])
     assert [r["recipe"] for r in rows] == list(toys.RECIPES)
     for row in rows:
@@ -32,8 +23,8 @@ def test_toys_benchmark_trains_every_recipe_and_reports_the_mode_metrics(tmp_pat
 
 
 def test_toys_benchmark_runs_one_row_per_seed_then_their_mean(tmp_path, capsys):
-    rows = load_toys().main(["--steps", "2", "--datasets", "ring8", "--recipes", "gan + tricks", "--seed", "0", "1",
-                             "--batch-size", "16", "--out", str(tmp_path)])
+    rows = load_benchmark("toys").main(["--steps", "2", "--datasets", "ring8", "--recipes", "gan + tricks",
+                                        "--seed", "0", "1", "--batch-size", "16", "--out", str(tmp_path)])
     assert [r["seed"] for r in rows] == [0, 1]
     assert rows[0]["picture"] != rows[1]["picture"]
     out = capsys.readouterr().out
@@ -51,7 +42,7 @@ def test_over_seeds_gives_the_mean_and_sample_std_per_recipe_and_toy():
 
     rows = [row("gan + tricks", 0, 25, 89.0, 0.01), row("gan + tricks", 1, 23, 93.0, 0.03),
             row("gan + tricks", 2, 24, 91.0, 0.02), row("wgan-gp", 0, 25, 90.0, 0.0)]
-    [summary] = load_toys().over_seeds(rows)  # a single seed gives no summary
+    [summary] = load_benchmark("toys").over_seeds(rows)  # a single seed gives no summary
     assert summary["recipe"] == "gan + tricks" and summary["seeds"] == [0, 1, 2] and summary["modes"] == 25
     assert summary["modes_captured"] == pytest.approx(24.0) and summary["modes_captured_std"] == pytest.approx(1.0)
     assert summary["high_quality_pct"] == pytest.approx(91.0) and summary["high_quality_pct_std"] == pytest.approx(2.0)
@@ -65,12 +56,12 @@ def test_toys_benchmark_runs_jobs_in_parallel_processes_from_the_command_line(tm
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert sorted((r["recipe"], r["dataset"]) for r in rows) == sorted(
-        (recipe, dataset) for recipe in load_toys().RECIPES for dataset in ("ring8", "grid25"))
+        (recipe, dataset) for recipe in load_benchmark("toys").RECIPES for dataset in ("ring8", "grid25"))
     assert done.stdout.count("/25 |") == 2 and done.stdout.count("/8 |") == 2
 
 
 def test_toys_benchmark_resumes_each_run_from_its_checkpoint(tmp_path):
-    toys = load_toys()
+    toys = load_benchmark("toys")
     common = ["--datasets", "ring8", "--recipes", "gan + tricks", "--batch-size", "16", "--out", str(tmp_path)]
     [first] = toys.main(["--steps", "2"] + common)
     [row] = toys.main(["--steps", "4", "--resume"] + common)
@@ -85,7 +76,7 @@ def test_toys_benchmark_resumes_each_run_from_its_checkpoint(tmp_path):
 
 
 def test_toys_benchmark_will_not_resume_from_another_runs_checkpoint(tmp_path):
-    toys = load_toys()
+    toys = load_benchmark("toys")
     common = ["--steps", "2", "--datasets", "ring8", "--recipes", "gan + tricks", "--batch-size", "16",
               "--out", str(tmp_path)]
     toys.main(common)
@@ -98,5 +89,5 @@ def test_toys_benchmark_will_not_resume_from_another_runs_checkpoint(tmp_path):
 
 def test_toys_benchmark_refuses_zero_jobs(capsys):
     with pytest.raises(SystemExit):
-        load_toys().main(["--jobs", "0"])
+        load_benchmark("toys").main(["--jobs", "0"])
     assert "--jobs must be >= 1" in capsys.readouterr().err
