@@ -380,13 +380,19 @@ class Linear(Function):
         return y
 
     def backward(self, gy):
-        x, weight = self.inputs[:2]
-        gx = matmul(gy, weight) if self.needs_input_grad[0] else None
-        gw = matmul(transpose(gy), x) if self.needs_input_grad[1] else None
-        if len(self.inputs) == 2:
-            return gx, gw
-        gb = sum_(gy, 0) if self.needs_input_grad[2] else None
-        return gx, gw, gb
+        return _linear_grads(self, gy)
+
+
+def _linear_grads(fn, gy):
+    """Linear's input gradients for the output gradient gy (also LinearLeakyReLU's, after its mask): gx = gy W,
+    gW = gy^T x, gb = sum_n gy, each only where ``fn`` needs it."""
+    x, weight = fn.inputs[:2]
+    gx = matmul(gy, weight) if fn.needs_input_grad[0] else None
+    gw = matmul(transpose(gy), x) if fn.needs_input_grad[1] else None
+    if len(fn.inputs) == 2:
+        return gx, gw
+    gb = sum_(gy, 0) if fn.needs_input_grad[2] else None
+    return gx, gw, gb
 
 
 class LinearLeakyReLU(Function):
@@ -418,14 +424,7 @@ class LinearLeakyReLU(Function):
         return xp.where(self.positive, y, scaled)
 
     def backward(self, gy):
-        g = LeakyReLUGrad(self.positive, self.slope)(gy)
-        x, W = self.inputs[:2]
-        gx = matmul(g, W) if self.needs_input_grad[0] else None
-        gW = matmul(transpose(g), x) if self.needs_input_grad[1] else None
-        if len(self.inputs) == 2:
-            return gx, gW
-        gb = sum_(g, 0) if self.needs_input_grad[2] else None
-        return gx, gW, gb
+        return _linear_grads(self, LeakyReLUGrad(self.positive, self.slope)(gy))
 
 
 def linear_leaky_relu(x, weight, bias=None, negative_slope=0.0) -> Tensor:
