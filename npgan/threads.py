@@ -2,32 +2,47 @@
 
 NumPy hands every ``a @ b`` to its BLAS (OpenBLAS in NumPy's wheels), which splits a product over all the
 machine's cores and leaves its idle worker threads spinning for a while after each one, waiting for the
-next. For the small products of a 2-D toy's MLP (256 x 256 x 256) a second thread gains little, and two
-such runs started side by side keep four spinning threads on two cores: each waits for a thread the other
-process has descheduled, and the pair ran 3-32x slower than one run alone.
+next. When another busy process holds one of the cores, those spinning threads fight it: two toy runs
+started side by side with every product on both cores ran 3-32x slower than one run alone, where 2x is what
+two cores allow.
 
-The policy (``NPGAN_NUM_THREADS`` unset or ``auto``):
+The policy (``NPGAN_NUM_THREADS`` unset or ``auto``) looks at the product's size and at the machine's load:
 
-- a product with fewer than ``SMALL_GEMM_MACS`` multiply-adds (m x k x n) runs on **one** thread: a toy
-  MLP's whole step then stays on one core, and its BLAS workers fall asleep instead of spinning;
-- a larger product (the convolutions' GEMMs, gan-mlp's widest layer) runs on every thread BLAS started
-  with: all cores, or ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set, so those keep their
-  usual meaning (an upper bound; ``OPENBLAS_NUM_THREADS=1`` keeps every product on one thread).
+- a product with fewer than ``SMALL_GEMM_MACS`` multiply-adds (m x k x n) runs on **one** thread: a second
+  one gains nothing on it (benchmarks/REFERENCE.md, "BLAS threads");
+- a larger product runs on as many threads as there are **free CPUs**: the CPUs this process may run on,
+  less the CPU time other processes took on them over the last ``LOAD_WINDOW`` seconds (``/proc/stat``,
+  minus this process's own time), at most the threads BLAS started with (all cores, or
+  ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set, so those keep their meaning as an upper bound).
+  A run alone on the machine uses every core for a toy's 256 x 256 x 256 products; two runs side by side
+  each see the other and keep to one core each, and take both again when the other one ends.
+- Where the load cannot be read (no ``/proc/stat``: not Linux), the size rule alone decides, with the larger
+  threshold ``BLIND_SMALL_GEMM_MACS``: a toy MLP's products on one thread, the convolutions' on all.
 
 ``NPGAN_NUM_THREADS=N`` (or ``npgan.threads.set_num_threads(N)``) runs every product on N threads instead.
 The thread count is set through threadpoolctl, and only when it changes from one product to the next
-(a ctypes call of ~2 us). This is a CPU decision: on CuPy arrays ``gemm`` never calls it.
+(a ctypes call of ~2 us); the load is read at most once per ``LOAD_WINDOW`` (~30 us). This is a CPU
+decision: on CuPy arrays ``gemm`` never calls it.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 ENV_VAR = "NPGAN_NUM_THREADS"
-# Products below this many multiply-adds run on one thread. 2^25 puts every product of the 2-D toys'
-# 256-unit MLPs at batch 256 (2^24) on one thread, and the convolution GEMMs of dcgan-32 (10^8 and more)
-# on all of them; measured in benchmarks/REFERENCE.md ("BLAS threads").
-SMALL_GEMM_MACS = 2**25
+# Products below this many multiply-adds run on one thread whatever the load: on the 2-core AMD VM of
+# benchmarks/REFERENCE.md a second thread made 256x16x256 (2^20) 1.8x slower and 256x64x256 (2^22) 1.1x
+# slower, and 256x128x256 (2^23) 1.25x faster, 256x256x256 (2^24) 1.4x faster.
+SMALL_GEMM_MACS = 2**23
+# Without a view of the load: products below this on one thread, so that a toy MLP's (2^24 at 256 units,
+# batch 256) stay on one core and runs side by side do not collapse; dcgan-32's convolutions (10^8) on all.
+BLIND_SMALL_GEMM_MACS = 2**25
+LOAD_WINDOW = 0.25  # seconds between two looks at /proc/stat
+# Other processes' CPU use up to this (in CPUs) still counts a CPU as free: a quiet machine's daemons, and
+# the rounding of /proc/stat's 10 ms ticks.
+LOAD_SLACK = 0.25
+PROC_STAT = "/proc/stat"
 
 
 class _State:
@@ -36,13 +51,85 @@ class _State:
     ready = False
     pools: list = []  # threadpoolctl controllers of the BLAS libraries NumPy loaded
     max_threads = 1  # threads BLAS started with (all cores unless the environment capped them)
-    fixed: int | None = None  # every product on this many threads (NPGAN_NUM_THREADS=N); None = by size
+    fixed: int | None = None  # every product on this many threads (NPGAN_NUM_THREADS=N); None = by size and load
     current: int | None = None  # the count set last (None: not set by npgan yet)
     note = ""  # why the policy is off, for ``describe()``
 
 
+class _Load:
+    """Free CPUs for this process, from two looks at ``/proc/stat`` ``LOAD_WINDOW`` seconds apart.
+
+    ``/proc/stat`` counts, per CPU, the 10 ms ticks spent busy (user, nice, system, irq, softirq, and steal:
+    time a virtual machine's host gave to someone else). Over a window, the busy seconds on this process's
+    CPUs less this process's own CPU seconds (``time.process_time``, all its threads, spinning BLAS workers
+    included) is what the other processes took; the rest of the CPUs is free.
+    """
+
+    cpus: list | None = None  # the CPU numbers this process may run on (None: all of /proc/stat's)
+    readable = True  # False once /proc/stat could not be read: the blind size rule from then on
+    next_look = 0.0  # time.monotonic() of the next look
+    last: tuple | None = None  # (monotonic, busy seconds on our CPUs, own CPU seconds) of the last look
+    free: float | None = None  # free CPUs over the last window; None before the second look
+
+
+def _busy_seconds() -> tuple[float, int] | None:
+    """(busy seconds summed over this process's CPUs since boot, number of those CPUs), or None."""
+    try:
+        with open(PROC_STAT) as f:
+            lines = [line.split() for line in f if line.startswith("cpu") and not line.startswith("cpu ")]
+    except OSError:
+        return None
+    ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy, count = 0, 0
+    for fields in lines:
+        if _Load.cpus is not None and int(fields[0][3:]) not in _Load.cpus:
+            continue
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+        busy += user + nice + system + irq + softirq + steal
+        count += 1
+    return (busy / ticks_per_second, count) if count else None
+
+
+def _look(now: float) -> None:
+    """Read the load, and the free CPUs over the window since the last look."""
+    _Load.next_look = now + LOAD_WINDOW
+    reading = _busy_seconds()
+    if reading is None:
+        _Load.readable, _Load.free = False, None
+        return
+    busy, count = reading
+    own = time.process_time()
+    if _Load.last is not None and now > _Load.last[0]:
+        then, busy_then, own_then = _Load.last
+        others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
+        _Load.free = max(0.0, count - others)
+    _Load.last = (now, busy, own)
+
+
+def free_cpus() -> float | None:
+    """CPUs left free by other processes over the last ``LOAD_WINDOW`` (None while unknown)."""
+    if _Load.readable:
+        now = time.monotonic()
+        if now >= _Load.next_look:
+            _look(now)
+    return _Load.free
+
+
+def refresh_load(pause: float = LOAD_WINDOW) -> float | None:
+    """Look at the load now and again after ``pause`` seconds of sleep, so that the next products see the
+    machine as it is, not as it was before a pause (``npgan bench`` calls it before each timed round, when
+    the other library's round has just ended); returns ``free_cpus()``."""
+    if not _State.ready:
+        _setup()
+    if _Load.readable:
+        _look(time.monotonic())
+        time.sleep(pause)
+        _look(time.monotonic())
+    return _Load.free
+
+
 def _parse(value, source: str) -> int | None:
-    """``None`` for 'auto' (the size rule), else a positive int; ValueError naming ``source``."""
+    """``None`` for 'auto' (the size and load rule), else a positive int; ValueError naming ``source``."""
     if value is None or str(value).strip().lower() in ("", "auto"):
         return None
     try:
@@ -59,6 +146,8 @@ def _setup() -> None:
     _State.ready = True
     if _State.fixed is None:
         _State.fixed = _parse(os.environ.get(ENV_VAR), ENV_VAR)
+    if hasattr(os, "sched_getaffinity"):
+        _Load.cpus = sorted(os.sched_getaffinity(0))
     try:
         from threadpoolctl import ThreadpoolController  # noqa: PLC0415
     except ImportError:
@@ -78,12 +167,18 @@ def _set(count: int) -> None:
 
 
 def threads_for(m: int, k: int, n: int) -> int:
-    """The BLAS threads npgan gives an (m x k) @ (k x n) product under the current policy."""
+    """The BLAS threads npgan gives an (m x k) @ (k x n) product under the current policy and load."""
     if not _State.ready:
         _setup()
     if _State.fixed is not None:
         return _State.fixed
-    return 1 if m * k * n < SMALL_GEMM_MACS else _State.max_threads
+    macs = m * k * n
+    if macs < SMALL_GEMM_MACS or _State.max_threads == 1:
+        return 1
+    free = free_cpus()
+    if free is None:  # load unknown (not yet, or not on this system): the size rule alone
+        return 1 if macs < BLIND_SMALL_GEMM_MACS else _State.max_threads
+    return max(1, min(_State.max_threads, int(free + LOAD_SLACK)))
 
 
 def before_gemm(m: int, k: int, n: int) -> None:
@@ -94,8 +189,8 @@ def before_gemm(m: int, k: int, n: int) -> None:
 
 
 def set_num_threads(count=None) -> None:
-    """Every product on ``count`` BLAS threads from now on; ``None`` or ``'auto'`` restores the size rule
-    (which ``NPGAN_NUM_THREADS`` chooses at startup)."""
+    """Every product on ``count`` BLAS threads from now on; ``None`` or ``'auto'`` restores the size and load
+    rule (which ``NPGAN_NUM_THREADS`` chooses at startup)."""
     if not _State.ready:
         _setup()
     _State.fixed = _parse(count, "set_num_threads(count)")
@@ -110,5 +205,9 @@ def describe() -> str:
         return _State.note
     if _State.fixed is not None:
         return f"every matrix product on {_State.fixed} BLAS thread(s) ({ENV_VAR} or set_num_threads)"
-    return (f"products under {SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on "
-            f"{_State.max_threads} (set {ENV_VAR}=N to fix the count)")
+    if _busy_seconds() is None:
+        return (f"products under {BLIND_SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on "
+                f"{_State.max_threads} (the load is not readable here; set {ENV_VAR}=N to fix the count)")
+    return (f"products under {SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on the CPUs other "
+            f"processes leave free, at most {_State.max_threads} (read from {PROC_STAT} every {LOAD_WINDOW} s; "
+            f"set {ENV_VAR}=N to fix the count)")

@@ -1,4 +1,9 @@
-"""npgan's BLAS thread policy (npgan/threads.py): small products on one thread, an override, clear errors."""
+"""npgan's BLAS thread policy (npgan/threads.py): small products on one thread, larger ones on the CPUs other
+processes leave free, an override, clear errors."""
+
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +22,8 @@ def fresh_policy(monkeypatch):
     monkeypatch.setattr(threads._State, "ready", False)
     monkeypatch.setattr(threads._State, "fixed", None)
     monkeypatch.setattr(threads._State, "current", None)
+    for key, value in dict(next_look=0.0, last=None, free=None, readable=True).items():
+        monkeypatch.setattr(threads._Load, key, value)
     yield threads
     for key, value in saved.items():
         if not key.startswith("__"):
@@ -28,13 +35,83 @@ def blas_threads():
     return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
 
 
-def test_small_products_get_one_thread_and_large_ones_every_thread_blas_started_with(fresh_policy, monkeypatch):
+def test_without_a_view_of_the_load_small_products_get_one_thread_and_large_ones_every_thread(fresh_policy,
+                                                                                              monkeypatch):
     monkeypatch.delenv(threads.ENV_VAR, raising=False)
     threads._setup()
     monkeypatch.setattr(threads._State, "max_threads", 4)
+    monkeypatch.setattr(threads._Load, "readable", False)  # no /proc/stat (not Linux)
     assert threads.threads_for(256, 256, 256) == 1  # a toy MLP's layer at batch 256: 2^24 multiply-adds
     assert threads.threads_for(128, 1024, 2048) == 4  # a dcgan-32 convolution's GEMM
-    assert threads.threads_for(1, 1, threads.SMALL_GEMM_MACS) == 4
+    assert threads.threads_for(1, 1, threads.BLIND_SMALL_GEMM_MACS) == 4
+
+
+@pytest.mark.parametrize("free, expected", [(4.0, 4), (3.8, 4), (3.7, 3), (2.0, 2), (1.2, 1), (0.0, 1), (9.0, 4)])
+def test_larger_products_get_the_cpus_other_processes_leave_free(fresh_policy, monkeypatch, free, expected):
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    threads._setup()
+    monkeypatch.setattr(threads._State, "max_threads", 4)
+    monkeypatch.setattr(threads, "free_cpus", lambda: free)
+    assert threads.threads_for(256, 256, 256) == expected  # 2^24: a toy layer, on every free CPU
+    assert threads.threads_for(128, 1024, 2048) == expected
+    assert threads.threads_for(256, 16, 256) == 1  # 2^20: a second thread only slows it down
+    assert threads.threads_for(1, 1, threads.SMALL_GEMM_MACS - 1) == 1
+
+
+def fake_proc_stat(path, busy_ticks, idle_ticks=1000):
+    """A /proc/stat with CPUs 0-3, each with ``busy_ticks[i]`` ticks split over user, system and steal."""
+    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+    for i, busy in enumerate(busy_ticks):
+        user, system, steal = busy - busy // 2, busy // 4, busy // 2 - busy // 4
+        lines.append(f"cpu{i} {user} 0 {system} {idle_ticks} 7 0 0 {steal} 0 0")
+    path.write_text("\n".join(lines + ["intr 1 2 3", "ctxt 99"]) + "\n")
+
+
+def test_the_load_is_what_other_processes_took_on_this_processs_cpus(fresh_policy, monkeypatch, tmp_path):
+    stat = tmp_path / "stat"
+    monkeypatch.setattr(threads, "PROC_STAT", str(stat))
+    monkeypatch.setattr(threads._Load, "cpus", [0, 2])  # the affinity: CPUs 1 and 3 are someone else's
+    tick = 1.0 / (threads.os.sysconf("SC_CLK_TCK") if hasattr(threads.os, "sysconf") else 100)
+    own = [5.0]
+    monkeypatch.setattr(threads.time, "process_time", lambda: own[0])
+    fake_proc_stat(stat, [100, 100, 100, 100])
+    threads._look(10.0)
+    assert threads._Load.free is None  # one look is no window yet
+    busy_now = 100 + round(1.5 / tick)  # each of CPUs 0 and 2: 1.5 s busy in the 2 s window, 3 s in all
+    fake_proc_stat(stat, [busy_now, 100 + round(2 / tick), busy_now, 100 + round(2 / tick)])
+    own[0] = 5.0 + 2.0  # of which this process took 2 s (both of its threads busy for the window)
+    threads._look(12.0)
+    assert threads._Load.free == pytest.approx(2 - (3.0 - 2.0) / 2.0)  # others: 0.5 CPU; CPUs 1, 3 ignored
+    assert threads._Load.next_look == pytest.approx(12.0 + threads.LOAD_WINDOW)
+
+
+def test_an_unreadable_proc_stat_falls_back_to_the_size_rule(fresh_policy, monkeypatch, tmp_path):
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.setattr(threads, "PROC_STAT", str(tmp_path / "missing"))
+    threads._setup()
+    monkeypatch.setattr(threads._State, "max_threads", 2)
+    assert threads.free_cpus() is None and threads._Load.readable is False
+    assert threads.threads_for(256, 256, 256) == 1
+    assert threads.threads_for(128, 1024, 2048) == 2
+    if threads._State.pools:
+        assert "not readable" in threads.describe()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the load is read from Linux's /proc/stat")
+def test_a_busy_process_beside_this_one_takes_a_cpu_off_the_free_ones(fresh_policy):
+    threads._setup()
+    cpus = len(threads._Load.cpus)
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)  # the child is spinning
+        threads._look(time.monotonic())
+        time.sleep(1.0)
+        threads._look(time.monotonic())
+    finally:
+        busy.kill()
+        busy.wait()
+    # the spinning child took about one CPU of the window (less only if the machine had no CPU to give it)
+    assert threads._Load.free <= cpus - 0.5
 
 
 def test_npgan_num_threads_fixes_the_count_of_every_product(fresh_policy, monkeypatch):
