@@ -70,24 +70,32 @@ class _Load:
     next_look = 0.0  # time.monotonic() of the next look
     last: tuple | None = None  # (monotonic, busy seconds on our CPUs, own CPU seconds) of the last look
     free: float | None = None  # free CPUs over the last window; None before the second look
+    ticks: int | None = None  # /proc/stat's ticks per second (USER_HZ, 100 on Linux)
 
 
 def _busy_seconds() -> tuple[float, int] | None:
     """(busy seconds summed over this process's CPUs since boot, number of those CPUs), or None."""
+    busy, count = 0, 0
     try:
         with open(PROC_STAT) as f:
-            lines = [line.split() for line in f if line.startswith("cpu") and not line.startswith("cpu ")]
-    except OSError:
+            for line in f:
+                if not line.startswith("cpu") or line.startswith("cpu "):
+                    continue
+                fields = line.split()
+                if _Load.cpus is not None and int(fields[0][3:]) not in _Load.cpus:
+                    continue
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+                busy += user + nice + system + irq + softirq + steal
+                count += 1
+    except (OSError, ValueError):  # no /proc/stat, or one in a format this does not know
         return None
-    ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy, count = 0, 0
-    for fields in lines:
-        if _Load.cpus is not None and int(fields[0][3:]) not in _Load.cpus:
-            continue
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-        busy += user + nice + system + irq + softirq + steal
-        count += 1
-    return (busy / ticks_per_second, count) if count else None
+    return (busy / _ticks_per_second(), count) if count else None
+
+
+def _ticks_per_second() -> int:
+    if _Load.ticks is None:
+        _Load.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return _Load.ticks
 
 
 def _look(now: float) -> None:

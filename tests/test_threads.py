@@ -97,6 +97,13 @@ def test_an_unreadable_proc_stat_falls_back_to_the_size_rule(fresh_policy, monke
         assert "not readable" in threads.describe()
 
 
+def test_a_proc_stat_in_an_unknown_format_falls_back_to_the_size_rule(fresh_policy, monkeypatch, tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\ncpu0 1 2 3\n")  # too few fields
+    monkeypatch.setattr(threads, "PROC_STAT", str(stat))
+    assert threads.free_cpus() is None and threads._Load.readable is False
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the load is read from Linux's /proc/stat")
 def test_a_busy_process_beside_this_one_takes_a_cpu_off_the_free_ones(fresh_policy):
     threads._setup()
