@@ -985,6 +985,8 @@ class Trainer:
             state["fixed_labels"] = backend.asnumpy(self.fixed_labels.data)
         if self.g_ema is not None:
             state["generator_ema"] = self.g_ema.state_dict()
+        if hasattr(self, "_sampling_rng_state"):  # the dropout stream of pictures and metrics (generate)
+            state["sampling_rng"] = self._sampling_rng_state
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -1002,6 +1004,8 @@ class Trainer:
         self.checkpoint_step = self.step
         backend.set_rng_state(state["rng"])
         self.data_rng.bit_generator.state = state["data_rng"]
+        if "sampling_rng" in state:
+            self._sampling_rng_state = state["sampling_rng"]
         self.fixed_noise = npgan.tensor(state["fixed_noise"], device=self.device)
         if "fixed_labels" in state:
             self.fixed_labels = npgan.tensor(state["fixed_labels"], device=self.device)

@@ -105,6 +105,18 @@ def test_dropout_at_sampling_does_not_change_the_training_run(tmp_path):
     assert b.train_step()["loss_d"].item() == expected
 
 
+def test_dropout_at_sampling_continues_its_stream_after_a_resume(tmp_path):
+    a = trainer(tmp_path / "a", TOY, g_dropout=0.5, g_dropout_sample=True)
+    a.train_step()
+    a.generate(noise=a.fixed_noise)  # advances the sampling stream past its seed
+    path = str(tmp_path / "a.npz")
+    a.save(path)
+    expected = a.generate(noise=a.fixed_noise).numpy()
+    b = trainer(tmp_path / "b", TOY, g_dropout=0.5, g_dropout_sample=True)
+    b.load_state_dict(load_checkpoint(path))
+    assert np.array_equal(b.generate(noise=b.fixed_noise).numpy(), expected)  # the same masks as the saved run
+
+
 @pytest.mark.parametrize("overrides", [
     dict(model="dcgan", g_norm="virtual", g_upsample="pixelshuffle", d_downsample="avgpool", critic_norm="instance"),
     dict(model="wgan-gp", n_critic=1, g_upsample="nearest", d_downsample="avgpool", critic_norm="instance",
