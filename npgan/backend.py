@@ -164,6 +164,40 @@ def host_rng() -> numpy.random.Generator:
     return _host_rng
 
 
+class _Shard:
+    """Which shard of a global batch this process computes (data parallel over MPI): (count, index)."""
+
+    count, index = 1, 0
+
+
+class batch_shard:
+    """``with backend.batch_shard(count, index):`` per-sample random numbers drawn inside the nets (dropout
+    masks, layer noise: ``per_sample``) are drawn for the global batch of ``count`` shards, and this process
+    keeps shard ``index``: N MPI ranks then use the numbers one process would, and their generators stay in
+    step. The trainer enters it around each training step under MPI; (1, 0) is one process."""
+
+    def __init__(self, count: int, index: int):
+        self.shard = (int(count), int(index))
+
+    def __enter__(self):
+        self.saved = (_Shard.count, _Shard.index)
+        _Shard.count, _Shard.index = self.shard
+        return self
+
+    def __exit__(self, *exc):
+        _Shard.count, _Shard.index = self.saved
+        return False
+
+
+def per_sample(draw, shape):
+    """``draw(shape)``, random numbers for a batch of ``shape[0]`` samples; inside ``batch_shard(count, index)``
+    drawn for ``count`` times the samples, of which this shard's rows are returned."""
+    if _Shard.count == 1 or not shape:
+        return draw(shape)
+    n = shape[0]
+    return draw((n * _Shard.count,) + tuple(shape[1:]))[_Shard.index * n:(_Shard.index + 1) * n]
+
+
 def get_rng_state() -> dict:
     """The state of npgan's host random generator (a dict of plain numbers), for checkpoints.
 

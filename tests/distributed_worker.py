@@ -35,8 +35,10 @@ npgan.viz.plot_losses = lambda *args, **kwargs: None
 
 
 def train(out, model, steps, batch, *options):
-    """options: ``sync`` (synchronised BatchNorm), ``clip=MAX``, ``soft=LOW,HIGH``, ``flip=P``."""
+    """options: ``sync`` (synchronised BatchNorm), ``clip=MAX``, ``soft=LOW,HIGH``, ``flip=P``, ``dropout=P`` (in G),
+    ``layer_noise=STD`` (in G)."""
     fields = {"clip": ("clip_grad_norm", float), "flip": ("flip_labels", float),
+              "dropout": ("g_dropout", float), "layer_noise": ("g_layer_noise", float),
               "soft": ("soft_labels", lambda v: tuple(map(float, v.split(","))))}
     extra = {fields[k][0]: fields[k][1](v) for k, _, v in (o.partition("=") for o in options if "=" in o)}
     trainer = Trainer(config(out, model, int(steps), int(batch), "sync" in options, **extra), progress=False)

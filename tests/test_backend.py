@@ -186,3 +186,19 @@ def test_second_order_gradients_of_float32_stay_float32():
     (g,) = npgan.grad((F.tanh(x * 0.5) ** 2 / 3.0).sum(), [x], create_graph=True)
     (gg,) = npgan.grad(((g * g).sum() + 1.0) ** 0.5, [x])
     assert g.dtype == np.float32 and gg.dtype == np.float32
+
+
+def test_inside_a_batch_shard_per_sample_draws_are_this_shards_rows_of_the_global_batch():
+    npgan.manual_seed(3)
+    whole_mask = F.dropout(npgan.ones(6, 5), 0.5).numpy()
+    whole_noise = backend.per_sample(lambda shape: backend.random_normal(shape), (6, 2))
+    for index in range(3):
+        npgan.manual_seed(3)
+        with backend.batch_shard(3, index):
+            mask = F.dropout(npgan.ones(2, 5), 0.5).numpy()
+            noise = backend.per_sample(lambda shape: backend.random_normal(shape), (2, 2))
+        np.testing.assert_array_equal(mask, whole_mask[2 * index:2 * index + 2])
+        np.testing.assert_array_equal(noise, whole_noise[2 * index:2 * index + 2])
+    asked = []
+    backend.per_sample(lambda shape: asked.append(shape) or np.zeros(shape), (4, 1))
+    assert asked == [(4, 1)]  # outside the block: one shard again, the draw is the batch's own

@@ -222,11 +222,12 @@ def test_two_ranks_hold_identical_parameters_equal_to_one_process_on_the_same_gl
 
 
 @needs_mpi
-@pytest.mark.parametrize("option", ["clip=0.01", "soft=0.7,1.2", "flip=0.2"])
-def test_clipping_and_label_tricks_on_two_ranks_equal_one_process(tmp_path, option):
+@pytest.mark.parametrize("option", ["clip=0.01", "soft=0.7,1.2", "flip=0.2", "dropout=0.3", "layer_noise=0.1"])
+def test_clipping_label_tricks_and_noise_in_g_on_two_ranks_equal_one_process(tmp_path, option):
     # clip: a bound far below the gradients' norms, so every step clips; clipping each rank's own gradient
-    # before averaging would scale the two halves by different factors. soft, flip: each rank must use its
-    # shard of the labels one process draws for the global batch, not the first half twice.
+    # before averaging would scale the two halves by different factors. soft, flip, dropout, layer_noise: each
+    # rank must use its shard of the labels, masks and noise one process draws for the global batch, not the
+    # first half twice.
     (tmp_path / "two").mkdir(), (tmp_path / "one").mkdir()
     check(run(2, WORKER, "train", str(tmp_path / "two"), "gan", "10", "64", option))
     check(run(1, WORKER, "train", str(tmp_path / "one"), "gan", "10", "64", option))

@@ -649,6 +649,12 @@ class Trainer:
 
     def train_step(self) -> dict:
         """One generator step and its critic steps; returns the step's losses as (device) Tensors."""
+        # Under MPI, dropout masks and layer noise inside the nets are drawn for the global batch and each
+        # rank keeps its shard, as for z and the labels (backend.batch_shard).
+        with backend.batch_shard(self.comm.size, self.comm.rank):
+            return self._train_step()
+
+    def _train_step(self) -> dict:
         c = self.config
         row = {}
         self._set_learning_rates()
