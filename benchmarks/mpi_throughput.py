@@ -11,6 +11,12 @@ times the training step of the global batch (``--batch-size``, 64) run as:
                       per network before each optimizer step (``DistributedOptimizer``)
     ... sync BN       the same, BatchNorm statistics over the global batch (configurations with BatchNorm)
     PyTorch           one process with ``--ranks`` threads (when PyTorch is installed)
+and with ``--one-thread`` also
+    1 process, 1 thread      the work of one core
+    ranks independent ...    RANKS processes without MPI started together, each stepping on batch / RANKS
+                             samples with one BLAS thread and never waiting for the others: what RANKS ranks
+                             could reach on this machine with a free, instant Allreduce (its step time is the
+                             slower process's median); the ceiling the MPI row is measured against
 Every variant runs in fresh processes, ``--rounds`` times, the variants taking turns (A B C A B C ...), so
 a change in the load of a shared machine hits all alike; a row gives the median over all timed steps. An MPI
 step's time is rank 0's, whose Allreduce waits for the slower rank; the Allreduce's own time is reported, and
@@ -107,17 +113,49 @@ def variants(config, ranks, torch_available, one_thread=False):
         rows.append((f"{ranks} ranks, sync BN", "npgan", ranks, True, 1))
     if one_thread:
         rows.append(("1 process, 1 thread", "npgan", 1, False, 1))
+        rows.append((f"{ranks} independent processes, 1 thread each", INDEPENDENT, ranks, False, 1))
     if torch_available:
         rows.append(("PyTorch", "torch", 1, False, ranks))
     return rows
 
 
-def run_variant(args, config, library, ranks, sync_bn, threads, steps) -> dict:
+INDEPENDENT = "npgan, no MPI"  # the library field of the independent processes' row
+
+
+def run_independent(args, config, ranks, steps) -> dict:
+    """``ranks`` one-thread processes at once, each on batch / ranks samples, no MPI between them."""
+    local = argparse.Namespace(**{**vars(args), "batch_size": args.batch_size // ranks})
+    commands = [worker_command(local, config, "npgan", 1, False, steps) for _ in range(ranks)]
+    env = worker_environment()
+    started = [subprocess.Popen(c, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for c in commands]
+    answers = []
+    for process, command in zip(started, commands):
+        out, err = process.communicate(timeout=1800)
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
+        answers.append(json.loads(out.strip().splitlines()[-1]))
+    slowest = max(answers, key=lambda a: statistics.median(a["ms"]))
+    return dict(slowest, ranks=ranks)
+
+
+def worker_environment() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}  # threads are set in the worker
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config, "--phase", CONFIGS[config],
-               "--library", library, "--threads", str(threads), "--batch-size", str(args.batch_size),
-               "--steps", str(steps), "--warmup", str(args.warmup)] + (["--sync-bn"] if sync_bn else [])
+    return env
+
+
+def worker_command(args, config, library, threads, sync_bn, steps) -> list:
+    return [sys.executable, os.path.abspath(__file__), "--worker", "--config", config, "--phase", CONFIGS[config],
+            "--library", library, "--threads", str(threads), "--batch-size", str(args.batch_size),
+            "--steps", str(steps), "--warmup", str(args.warmup)] + (["--sync-bn"] if sync_bn else [])
+
+
+def run_variant(args, config, library, ranks, sync_bn, threads, steps) -> dict:
+    if library == INDEPENDENT:
+        return run_independent(args, config, ranks, steps)
+    env = worker_environment()
+    command = worker_command(args, config, library, threads, sync_bn, steps)
     if ranks > 1:
         command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks)] + command
     result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
@@ -198,7 +236,7 @@ def markdown_table(rows) -> str:
     lines = ["| configuration | variant | ms / step (median) | images/s | vs 1 process | of which Allreduce ms "
              "| load average |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        allreduce = f"{r['allreduce_ms']:.2f}" if r["ranks"] > 1 else ""
+        allreduce = f"{r['allreduce_ms']:.2f}" if r["ranks"] > 1 and r["library"] != INDEPENDENT else ""
         lines.append(f"| {r['config']} ({r['phase']}) | {r['variant']} | {r['ms_median']:.1f} "
                      f"| {r['images_per_s']:.0f} | {r['speedup_vs_1_process']:.2f}x | {allreduce} "
                      f"| {r['load_average_1min']:.1f} |")

@@ -307,13 +307,15 @@ def test_a_rank_raising_or_diverging_mid_step_ends_the_whole_job_with_one_messag
 
 
 @needs_mpi
-def test_the_throughput_benchmark_runs_one_process_and_two_ranks_and_reports_both(tmp_path):
+def test_the_throughput_benchmark_runs_one_process_two_ranks_and_the_independent_ceiling(tmp_path):
     out = tmp_path / "rows.jsonl"
     result = check(run(1, "benchmarks/mpi_throughput.py", "--configs", "gan-mlp", "--steps", "2", "--rounds", "1",
-                       "--warmup", "0", "--no-torch", "--json", str(out), timeout=240))
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    by_ranks = {row["ranks"]: row for row in rows}
-    assert set(by_ranks) == {1, 2}, rows
-    assert all(row["ms_median"] > 0 and row["steps"] == 2 for row in rows), rows
-    assert by_ranks[2]["allreduce_ms"] > 0
+                       "--warmup", "0", "--no-torch", "--one-thread", "--json", str(out), timeout=240))
+    rows = {row["variant"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"1 process", "2 ranks", "1 process, 1 thread", "2 independent processes, 1 thread each"}
+    assert all(row["ms_median"] > 0 and row["steps"] == 2 for row in rows.values()), rows
+    assert rows["2 ranks"]["allreduce_ms"] > 0
+    independent = rows["2 independent processes, 1 thread each"]
+    assert independent["ranks"] == 2 and independent["allreduce_ms"] == 0  # no MPI between them
+    assert independent["threads_per_process"] == [1]
     assert "| gan-mlp (step) |" in result.stdout
