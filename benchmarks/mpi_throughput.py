@@ -59,7 +59,14 @@ def worker(args) -> None:
     if comm.size == 1:
         threadpoolctl.threadpool_limits(limits=args.threads)
     local_batch = args.batch_size // comm.size
-    sync = {"seconds": 0.0}
+    sync = {"seconds": 0.0, "calls": 0}
+    allreduce_sum_ = comm.allreduce_sum_
+
+    def counted_allreduce(buffer):  # every Allreduce of the step: the gradients', and sync BN's statistics
+        sync["calls"] += 1
+        return allreduce_sum_(buffer)
+
+    comm.allreduce_sum_ = counted_allreduce
     if args.library == "torch":
         import torch  # noqa: PLC0415
 
@@ -84,20 +91,21 @@ def worker(args) -> None:
             start = time.perf_counter()
             wrapped[id(optimizer)].allreduce_grads()
             sync["seconds"] += time.perf_counter() - start
-            optimizer_step()
+            wrapped[id(optimizer)].step()  # the optimizer's step on the averaged gradients (not averaged again)
 
         hook = averaged_step if comm.size > 1 else None
         step = bench.npgan_steps(args.config, local_batch, "cpu", timers=hook)[args.phase]
     for _ in range(args.warmup):
         step()
     comm.barrier()
-    sync["seconds"] = 0.0
+    sync["seconds"], sync["calls"] = 0.0, 0
     cpu_start = time.process_time()  # CPU seconds of this process, all its threads (spinning included)
     times = bench.time_steps(step, args.steps, lambda: None)
     cpu_ms = 1000 * (time.process_time() - cpu_start) / args.steps
     threads = [pool.get("num_threads") for pool in threadpoolctl.threadpool_info()]
     if comm.is_main:
         answer = {"ms": [round(1000 * t, 2) for t in times], "allreduce_ms": 1000 * sync["seconds"] / args.steps,
+                  "allreduces_per_step": sync["calls"] / args.steps,
                   "cpu_ms": cpu_ms, "ranks": comm.size, "blas_threads": threads, "local_batch": local_batch,
                   "load_average": os.getloadavg()[0]}
         print(json.dumps(answer), flush=True)
@@ -200,7 +208,7 @@ def main(argv=None) -> int:
     rows = []
     for config in configs:
         todo = variants(config, args.ranks, torch_available, args.one_thread)
-        results = {name: {"ms": [], "allreduce_ms": [], "load": [], "cpu_ms": []} for name, *_ in todo}
+        results = {name: {"ms": [], "allreduce_ms": [], "load": [], "cpu_ms": [], "calls": []} for name, *_ in todo}
         for steps in per_round:
             for name, library, ranks, sync_bn, threads in todo:
                 answer = run_variant(args, config, library, ranks, sync_bn, threads, steps)
@@ -208,6 +216,7 @@ def main(argv=None) -> int:
                 results[name]["allreduce_ms"].append(answer["allreduce_ms"])
                 results[name]["load"].append(answer["load_average"])
                 results[name]["cpu_ms"].append(answer["cpu_ms"])
+                results[name]["calls"].append(answer["allreduces_per_step"])
                 results[name]["blas_threads"] = answer["blas_threads"]
                 print(f"# {config} {name}: median {statistics.median(answer['ms']):.1f} ms/step", file=sys.stderr)
         single = statistics.median(results["1 process"]["ms"])
@@ -218,6 +227,7 @@ def main(argv=None) -> int:
                    "ms_median": round(ms, 1), "images_per_s": round(args.batch_size / ms * 1000, 1),
                    "speedup_vs_1_process": round(single / ms, 2),
                    "allreduce_ms": round(statistics.median(results[name]["allreduce_ms"]), 2),
+                   "allreduces_per_step": max(results[name]["calls"]),
                    "cpu_ms_per_process": round(statistics.median(results[name]["cpu_ms"]), 1),
                    "steps": len(results[name]["ms"]), "rounds": args.rounds,
                    "load_average_1min": round(max(results[name]["load"]), 2),  # the machine's, highest seen

@@ -315,6 +315,8 @@ def test_the_throughput_benchmark_runs_one_process_two_ranks_and_the_independent
     assert set(rows) == {"1 process", "2 ranks", "1 process, 1 thread", "2 independent processes, 1 thread each"}
     assert all(row["ms_median"] > 0 and row["steps"] == 2 for row in rows.values()), rows
     assert rows["2 ranks"]["allreduce_ms"] > 0
+    # every timed step averages both networks' gradients (one Allreduce each), not only the first one
+    assert rows["2 ranks"]["allreduces_per_step"] == 2 and rows["1 process"]["allreduces_per_step"] == 0
     independent = rows["2 independent processes, 1 thread each"]
     assert independent["ranks"] == 2 and independent["allreduce_ms"] == 0  # no MPI between them
     assert independent["threads_per_process"] == [1]
