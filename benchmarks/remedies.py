@@ -316,9 +316,15 @@ def main(argv=None):
         todo = []
     start = time.perf_counter()
 
+    finished = []
+
     def record(row):
         with open(results_path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        finished.append(row)
+        elapsed = time.perf_counter() - start
+        print(f"# {len(finished)} of {len(todo)} runs done ({row['remedy']}, {row['dataset']}, seed {row['seed']}) "
+              f"after {elapsed / 60:.0f} min", flush=True)
 
     if args.jobs == 1 or len(todo) <= 1:
         for job in todo:

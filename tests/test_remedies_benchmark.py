@@ -44,7 +44,9 @@ def test_remedies_trains_each_row_writes_the_table_and_copies_one_picture_per_ro
     assert (tmp_path / "docs" / "images" / "remedies" / "pacgan-ring8-seed0.png").exists()
     assert "](images/remedies/baseline-ring8-seed0.png)" in doc
     assert "python benchmarks/remedies.py" in doc
-    assert "| baseline |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| baseline |" in out
+    assert "# 1 of 4 runs done (" in out and "# 4 of 4 runs done (" in out  # progress as each run finishes
 
 
 def test_remedies_skips_finished_runs_and_resumes_unfinished_ones(tmp_path, capsys):
