@@ -167,3 +167,14 @@ def test_products_give_the_same_values_under_any_thread_count(fresh_policy):
     threads.set_num_threads(2)
     two = npgan.ops.core.gemm(a, a.T)
     np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the load is read from Linux's /proc/stat")
+def test_refresh_load_takes_a_fresh_window_of_the_given_length(fresh_policy, monkeypatch):
+    threads._setup()
+    looks = []
+    real_look = threads._look
+    monkeypatch.setattr(threads, "_look", lambda now: (looks.append(now), real_look(now)))
+    free = threads.refresh_load(0.05)
+    assert len(looks) == 2 and looks[1] - looks[0] >= 0.05  # two looks, the window between them
+    assert free == threads._Load.free and 0.0 <= free <= len(threads._Load.cpus)
