@@ -65,7 +65,7 @@ class _Load:
     included) is what the other processes took; the rest of the CPUs is free.
     """
 
-    cpus: list | None = None  # the CPU numbers this process may run on (None: all of /proc/stat's)
+    cpus: frozenset | None = None  # the CPU numbers this process may run on (None: all of /proc/stat's)
     readable = True  # False once /proc/stat could not be read: the blind size rule from then on
     next_look = 0.0  # time.monotonic() of the next look
     last: tuple | None = None  # (monotonic, busy seconds on our CPUs, own CPU seconds) of the last look
@@ -155,7 +155,7 @@ def _setup() -> None:
     if _State.fixed is None:
         _State.fixed = _parse(os.environ.get(ENV_VAR), ENV_VAR)
     if hasattr(os, "sched_getaffinity"):
-        _Load.cpus = sorted(os.sched_getaffinity(0))
+        _Load.cpus = frozenset(os.sched_getaffinity(0))
     try:
         from threadpoolctl import ThreadpoolController  # noqa: PLC0415
     except ImportError:

@@ -70,7 +70,7 @@ def fake_proc_stat(path, busy_ticks, idle_ticks=1000):
 def test_the_load_is_what_other_processes_took_on_this_processs_cpus(fresh_policy, monkeypatch, tmp_path):
     stat = tmp_path / "stat"
     monkeypatch.setattr(threads, "PROC_STAT", str(stat))
-    monkeypatch.setattr(threads._Load, "cpus", [0, 2])  # the affinity: CPUs 1 and 3 are someone else's
+    monkeypatch.setattr(threads._Load, "cpus", frozenset({0, 2}))  # the affinity: CPUs 1 and 3 are someone else's
     tick = 1.0 / (threads.os.sysconf("SC_CLK_TCK") if hasattr(threads.os, "sysconf") else 100)
     own = [5.0]
     monkeypatch.setattr(threads.time, "process_time", lambda: own[0])
