@@ -3,7 +3,7 @@
     python benchmarks/side_by_side.py                       (2 rounds; JSON lines and a Markdown table)
     python benchmarks/side_by_side.py --rounds 3 --json side_by_side.jsonl
 
-Two measurements, each as a user makes it, with no thread settings in the environment (the script removes
+Three measurements, each as a user makes it, with no thread settings in the environment (the script removes
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``NPGAN_NUM_THREADS`` from the runs'
 environment, so npgan's default thread policy is what runs; ``--env NAME=VALUE`` puts one back to compare):
 
@@ -12,6 +12,8 @@ environment, so npgan's default thread policy is what runs; ``--env NAME=VALUE``
   its own core) to 2.0 (two runs that each need both cores); the target is 2.2 or less.
 - **DCGAN beside a toy**: ``npgan train dcgan --steps 60`` with a toy run going on beside it for the whole
   time (restarted when it ends), against the same DCGAN run alone. Ratio = beside / alone; target 2.5.
+- **two DCGANs**: that DCGAN run started twice at once, against one alone (the later finishing time / the
+  solo time). Both want both cores for their convolutions: 2.0 is what two cores allow; no target.
 
 Each round runs the solo and side-by-side measurements in alternating order (solo first in even rounds,
 side by side first in odd ones), so a change in the machine's load hits both; the ratios use the medians
@@ -115,8 +117,11 @@ def measure(args, log=print) -> dict:
         def toy(name):
             return train_command("gan", args.toy_steps, os.path.join(tmp, name), dataset="ring8")
 
-        dcgan = train_command("dcgan", args.dcgan_steps, os.path.join(tmp, "dcgan"))
-        times = {"toy alone": [], "two toys": [], "dcgan alone": [], "dcgan beside a toy": []}
+        def dcgan_run(name):
+            return train_command("dcgan", args.dcgan_steps, os.path.join(tmp, name))
+
+        dcgan = dcgan_run("dcgan")
+        times = {"toy alone": [], "two toys": [], "dcgan alone": [], "dcgan beside a toy": [], "two dcgans": []}
         for r in range(args.rounds):
             solo_first = r % 2 == 0
             for solo in (solo_first, not solo_first):
@@ -131,10 +136,13 @@ def measure(args, log=print) -> dict:
                 else:
                     times["dcgan beside a toy"].append(timed_beside(dcgan, toy("side"), env))
                 log(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items() if v))
+            times["two dcgans"].append(max(timed([dcgan, dcgan_run("dcgan-b")], env)))
+            log(f"round {r + 1}: two dcgans {times['two dcgans'][-1]:.1f} s")
     medians = {k: statistics.median(v) for k, v in times.items()}
     ratios = {
         "two toys": medians["two toys"] / medians["toy alone"],
         "dcgan beside a toy": medians["dcgan beside a toy"] / medians["dcgan alone"],
+        "two dcgans": medians["two dcgans"] / medians["dcgan alone"],
     }
     return {"times": times, "medians": medians, "ratios": ratios}
 
@@ -156,6 +164,9 @@ def markdown(result: dict, meta: dict) -> str:
         f"| DCGAN run ({meta['dcgan_steps']} steps) beside a toy run | {cell('dcgan alone')} | "
         f"{cell('dcgan beside a toy')} | {ratios['dcgan beside a toy']:.2f} | {TARGETS['dcgan beside a toy']} |",
     ]
+    if "two dcgans" in ratios:  # results recorded before this measurement have no such row
+        lines.append(f"| two DCGAN runs ({meta['dcgan_steps']} steps) | {cell('dcgan alone')} | {cell('two dcgans')} | "
+                     f"{ratios['two dcgans']:.2f} | - (2.0: both want both cores) |")
     return "\n".join(lines)
 
 
