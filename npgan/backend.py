@@ -189,13 +189,18 @@ class batch_shard:
         return False
 
 
+def shard_rows(array, count: int, index: int):
+    """Shard ``index`` of ``count`` equal shards of ``array`` along its first dimension (the batch)."""
+    n = array.shape[0] // count
+    return array[index * n:(index + 1) * n]
+
+
 def per_sample(draw, shape):
     """``draw(shape)``, random numbers for a batch of ``shape[0]`` samples; inside ``batch_shard(count, index)``
     drawn for ``count`` times the samples, of which this shard's rows are returned."""
     if _Shard.count == 1 or not shape:
         return draw(shape)
-    n = shape[0]
-    return draw((n * _Shard.count,) + tuple(shape[1:]))[_Shard.index * n:(_Shard.index + 1) * n]
+    return shard_rows(draw((shape[0] * _Shard.count,) + tuple(shape[1:])), _Shard.count, _Shard.index)
 
 
 def get_rng_state() -> dict:

@@ -510,8 +510,7 @@ class Trainer:
         """This rank's part of a global batch (the whole batch in one process)."""
         if tensor is None or self.comm.size == 1:
             return tensor
-        n = tensor.shape[0] // self.comm.size
-        return npgan.Tensor(tensor.data[self.comm.rank * n:(self.comm.rank + 1) * n])
+        return npgan.Tensor(backend.shard_rows(tensor.data, self.comm.size, self.comm.rank))
 
     def total_steps(self) -> int:
         """The generator steps of the whole run: ``steps``, else from ``epochs``, else the variant's default."""
@@ -605,7 +604,6 @@ class Trainer:
         if c.soft_labels is None and not c.flip_labels:
             return 1.0 - c.label_smoothing, 0.0
         rng = backend.host_rng()
-        shard = slice(self.comm.rank * n, (self.comm.rank + 1) * n)
         n = n * self.comm.size
 
         def real_labels():
@@ -618,8 +616,8 @@ class Trainer:
             real = backend.numpy.where(rng.random(n) < c.flip_labels, 0.0, real)
             fake = backend.numpy.where(rng.random(n) < c.flip_labels, real_labels(), fake)
         dtype = backend.DEFAULT_DTYPE
-        return (npgan.tensor(real[shard].astype(dtype), device=self.device),
-                npgan.tensor(fake[shard].astype(dtype), device=self.device))
+        real, fake = (backend.shard_rows(a, self.comm.size, self.comm.rank).astype(dtype) for a in (real, fake))
+        return npgan.tensor(real, device=self.device), npgan.tensor(fake, device=self.device)
 
     def _clip_gradients(self, module, optimizer):
         """``clip_grad_norm``: clip the network's whole gradient, after averaging it over MPI ranks, so that
