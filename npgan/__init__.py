@@ -1,6 +1,7 @@
 """npgan: a minimal, readable autodiff framework on NumPy and CuPy for training GANs."""
 
 from npgan import functional  # noqa: F401  (installs Tensor's operators)
+from npgan import memory as _memory
 from npgan.autograd import (
     Function,
     Tensor,
@@ -26,6 +27,8 @@ from npgan.functional import cat, concatenate, stack, where
 from npgan.gradcheck import gradcheck, gradgradcheck
 
 __version__ = "0.1.0"
+
+_memory.setup()  # the step's temporary arrays reuse freed memory (npgan/memory.py; NPGAN_MALLOC=system: off)
 
 __all__ = [
     "Function", "Tensor", "as_tensor", "cat", "concatenate", "cupy_available", "enable_grad", "full",

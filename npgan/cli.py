@@ -492,9 +492,10 @@ def cmd_info(args) -> int:
             print(f"  BLAS: {pool.get('internal_api')} {pool.get('version')}, {pool.get('num_threads')} threads")
     except ImportError:
         pass
-    from npgan import threads  # noqa: PLC0415
+    from npgan import memory, threads  # noqa: PLC0415
 
     print(f"  BLAS thread policy: {threads.describe()}")
+    print(f"  memory: {memory.describe()}")
     print(f"  CuPy with a GPU: {'yes' if backend.cupy_available() else 'no'}")
     return 0
 

@@ -110,6 +110,8 @@ class Worker:
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
+        if spec.get("library") == "torch":  # PyTorch with malloc as its users have it, though it imports npgan
+            env["NPGAN_MALLOC"] = "system"
         self.spec = spec
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty worker never blocks
         self.proc = subprocess.Popen([sys.executable, "-m", "npgan.bench", "--worker", json.dumps(spec)], env=env,
