@@ -44,6 +44,7 @@ from npgan.bench.models import (
     TOY_CONFIGS,
     build_models,
     default_batch_size,
+    default_steps,
     image_shape,
     torch_models,
 )
@@ -67,7 +68,7 @@ from npgan.bench.workers import run_worker
 __all__ = [
     "CONFIGS", "FIELDS", "PHASES", "PROFILE_CATEGORIES", "REPORT_END", "REPORT_START", "TOY_CONFIGS", "OpProfiler",
     "PeakMemory", "build_models", "cpu_gpu_rows", "cpu_gpu_table",
-    "default_batch_size", "image_shape", "layer_table", "main", "markdown_table",
+    "default_batch_size", "default_steps", "image_shape", "layer_table", "main", "markdown_table",
     "matmul_peak", "npgan_steps", "parse_args", "profile_table", "report", "run", "run_worker", "step_flops",
     "time_steps", "torch_available", "torch_models", "torch_steps", "update_report",
 ]

@@ -27,6 +27,12 @@ def default_batch_size(config: str) -> int:
     return 256 if config in TOY_CONFIGS else 64
 
 
+def default_steps(config: str) -> int:
+    """Timed steps per row: 20, and 200 for the 2-D toys, whose 5 ms steps would give 25 ms rounds at 20 (too
+    short for a median that holds still on a shared machine)."""
+    return 200 if config in TOY_CONFIGS else 20
+
+
 def latent_size(config: str) -> int:
     return 16 if config in TOY_CONFIGS else 100
 

@@ -167,7 +167,9 @@ def report(rows, args, argv) -> str:
         + ", ".join(f"{k} {v}" for k, v in first["versions"].items())
         + (f"; NumPy's BLAS: {kernel}" if kernel else "") + ".",
         "",
-        f"Command: `npgan bench {' '.join(argv)}` ({args.steps} timed steps per row after {args.warmup} warm-up "
+        f"Command: `npgan bench {' '.join(argv)}` ("
+        + (f"{args.steps} timed steps per row" if args.steps else "20 timed steps per row, 200 for the 2-D toys,")
+        + f" after {args.warmup} warm-up "
         f"steps, in {args.rounds} alternating rounds; "
         + (f"batch {args.batch_size}" if args.batch_size else "batch 64, 256 for the 2-D toys") + "; float32). "
         + _peaks(rows),

@@ -9,7 +9,7 @@ import os
 import sys
 
 from npgan.bench.flops import step_flops
-from npgan.bench.models import CONFIGS, PHASES, default_batch_size
+from npgan.bench.models import CONFIGS, PHASES, default_batch_size, default_steps
 from npgan.bench.report import (
     FIELDS,
     REPORT_END,
@@ -42,7 +42,8 @@ def parse_args(argv):
                              "default: the CPUs this process may use")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="batch of every configuration (default: 64, and 256 points for the 2-D toys)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per row (default 20)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per row (default: 20, and 200 for the 2-D toys)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--rounds", type=int, default=4,
                         help="the timed steps run in this many rounds, alternating between npgan and PyTorch "
@@ -130,7 +131,8 @@ def _run_device(args, device, libraries, threads, context, log) -> list[dict]:
         for phase in PHASES[config]:
             order = ["torch", "npgan"] if "torch" in libraries else ["npgan"]
             batch = args.batch_size or default_batch_size(config)
-            results = measure_phase(config, phase, order, args, device, threads, batch)
+            steps = args.steps or default_steps(config)
+            results = measure_phase(config, phase, order, args, device, threads, batch, steps)
             torch_median = _median(results["torch"]["times"]) if "torch" in results else None
             for library in order:
                 result = results[library]
@@ -141,7 +143,7 @@ def _run_device(args, device, libraries, threads, context, log) -> list[dict]:
                 row = dict(
                     config=config, phase=phase, library=library,
                     backend=("numpy" if device == "cpu" else "cupy") if library == "npgan" else device,
-                    device=device, threads=threads, batch_size=batch, steps=args.steps,
+                    device=device, threads=threads, batch_size=batch, steps=steps,
                     warmup=args.warmup, ms_median=1e3 * median, ms_min=1e3 * min(times), ms_max=1e3 * max(times),
                     images_per_s=batch / median, gflop_per_step=gflop, gflop_per_s=gflop / median,
                     matmul_peak_gflop_per_s=peak["matmul_peak"], peak_fraction=gflop / median / peak["matmul_peak"],

@@ -152,18 +152,18 @@ def _rounds(steps: int, rounds: int) -> list[int]:
     return [steps // rounds + (1 if i < steps % rounds else 0) for i in range(rounds)]
 
 
-def measure_phase(config, phase, libraries, args, device, threads, batch_size) -> dict:
+def measure_phase(config, phase, libraries, args, device, threads, batch_size, steps) -> dict:
     """Time one phase in every library, the rounds alternating between them; {library: result}."""
     workers = {}
     try:
         for library in libraries:
             workers[library] = Worker(dict(library=library, config=config, phase=phase, device=device,
-                                           threads=threads, batch_size=batch_size, steps=args.steps,
+                                           threads=threads, batch_size=batch_size, steps=steps,
                                            warmup=args.warmup, profile=args.profile), threads)
         for worker in workers.values():
             worker.receive()  # ready: models built
         times = {library: [] for library in libraries}
-        for i, count in enumerate(_rounds(args.steps, args.rounds)):
+        for i, count in enumerate(_rounds(steps, args.rounds)):
             for library in (libraries if i % 2 == 0 else libraries[::-1]):  # A B, B A, ...
                 time.sleep(HANDOFF_PAUSE)
                 times[library] += workers[library].request(f"run {count}")["times"]
