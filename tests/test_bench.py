@@ -292,3 +292,20 @@ def test_pytorch_reference_models_compute_what_npgan_models_compute(config):
         tx = tG(torch.from_numpy(z.numpy()))
         np.testing.assert_allclose(tx.numpy(), x.numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(tD(tx).numpy(), D(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_toys_are_timed_over_200_steps_by_default_and_the_rest_over_20(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_measure(config, phase, order, args, device, threads, batch, steps):  # no worker processes
+        seen[config] = steps
+        return {"npgan": dict(times=[0.01] * steps, peak_mem_mb=1.0, mem_method="-", blas=[], profile=None)}
+
+    monkeypatch.setattr(bench.suite, "measure_phase", fake_measure)
+    monkeypatch.setattr(bench.suite, "_spawn", lambda spec, threads: {"matmul_peak": 100.0})
+    out = tmp_path / "rows.jsonl"
+    assert bench.main(["--configs", "toy-mlp,gan-mlp", "--no-torch", "--threads", "1", "--json", str(out)]) == 0
+    assert seen == {"toy-mlp": 200, "gan-mlp": 20}
+    assert [json.loads(line)["steps"] for line in out.read_text().splitlines()] == [200, 20]
+    assert bench.main(["--configs", "toy-mlp", "--steps", "7", "--no-torch", "--threads", "1"]) == 0
+    assert seen["toy-mlp"] == 7
