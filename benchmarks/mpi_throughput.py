@@ -163,6 +163,8 @@ def run_variant(args, config, library, ranks, sync_bn, threads, steps) -> dict:
     if library == INDEPENDENT:
         return run_independent(args, config, ranks, steps)
     env = worker_environment()
+    if library == "torch":  # PyTorch with malloc as its users have it (npgan/memory.py), as in npgan bench
+        env["NPGAN_MALLOC"] = "system"
     command = worker_command(args, config, library, threads, sync_bn, steps)
     if ranks > 1:
         command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks)] + command
