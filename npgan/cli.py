@@ -489,7 +489,12 @@ def cmd_info(args) -> int:
         from threadpoolctl import threadpool_info  # noqa: PLC0415
 
         for pool in threadpool_info():
-            print(f"  BLAS: {pool.get('internal_api')} {pool.get('version')}, {pool.get('num_threads')} threads")
+            kernel = f", {pool['architecture']} kernel" if pool.get("architecture") else ""
+            print(f"  BLAS: {pool.get('internal_api')} {pool.get('version')}{kernel}, "
+                  f"{pool.get('num_threads')} threads")
+        if os.environ.get("OPENBLAS_CORETYPE"):  # an older kernel than the CPU's can halve the matmul speed
+            print(f"  note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} pins OpenBLAS's kernel; unset it to "
+                  "let OpenBLAS pick the fastest for this CPU")
     except ImportError:
         pass
     from npgan import memory, threads  # noqa: PLC0415

@@ -143,6 +143,17 @@ def test_the_console_script_runs_info():
     assert result.stdout.startswith("npgan ")
 
 
+@pytest.mark.parametrize("coretype", [None, "Haswell"])
+def test_info_names_a_pinned_openblas_kernel(coretype):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    result = subprocess.run([sys.executable, "-m", "npgan.cli", "info"], capture_output=True, text=True, check=True,
+                            env=env)
+    assert ("OPENBLAS_CORETYPE=Haswell pins OpenBLAS's kernel" in result.stdout) == bool(coretype)
+    assert "memory: " in result.stdout
+
+
 def test_bench_subcommand_passes_its_flags_to_the_benchmark(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--help"])
