@@ -102,11 +102,14 @@ def worker(args) -> None:
     cpu_start = time.process_time()  # CPU seconds of this process, all its threads (spinning included)
     times = bench.time_steps(step, args.steps, lambda: None)
     cpu_ms = 1000 * (time.process_time() - cpu_start) / args.steps
-    threads = [pool.get("num_threads") for pool in threadpoolctl.threadpool_info()]
+    pools = threadpoolctl.threadpool_info()
+    threads = [pool.get("num_threads") for pool in pools]
+    kernels = sorted({pool["architecture"] for pool in pools if pool.get("internal_api") == "openblas"})
     if comm.is_main:
         answer = {"ms": [round(1000 * t, 2) for t in times], "allreduce_ms": 1000 * sync["seconds"] / args.steps,
                   "allreduces_per_step": sync["calls"] / args.steps,
-                  "cpu_ms": cpu_ms, "ranks": comm.size, "blas_threads": threads, "local_batch": local_batch,
+                  "cpu_ms": cpu_ms, "ranks": comm.size, "blas_threads": threads, "openblas_kernel": kernels,
+                  "local_batch": local_batch,
                   "load_average": os.getloadavg()[0]}
         print(json.dumps(answer), flush=True)
 
@@ -220,12 +223,14 @@ def main(argv=None) -> int:
                 results[name]["cpu_ms"].append(answer["cpu_ms"])
                 results[name]["calls"].append(answer["allreduces_per_step"])
                 results[name]["blas_threads"] = answer["blas_threads"]
+                results[name]["kernel"] = answer.get("openblas_kernel", [])  # PyTorch's worker: NumPy's OpenBLAS
                 print(f"# {config} {name}: median {statistics.median(answer['ms']):.1f} ms/step", file=sys.stderr)
         single = statistics.median(results["1 process"]["ms"])
         for name, library, ranks, *_ in todo:
             ms = statistics.median(results[name]["ms"])
             row = {"config": config, "phase": CONFIGS[config], "variant": name, "library": library, "ranks": ranks,
-                   "threads_per_process": results[name]["blas_threads"], "batch_size": args.batch_size,
+                   "threads_per_process": results[name]["blas_threads"], "openblas_kernel": results[name]["kernel"],
+                   "batch_size": args.batch_size,
                    "ms_median": round(ms, 1), "images_per_s": round(args.batch_size / ms * 1000, 1),
                    "speedup_vs_1_process": round(single / ms, 2),
                    "allreduce_ms": round(statistics.median(results[name]["allreduce_ms"]), 2),
