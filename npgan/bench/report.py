@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
+from npgan.bench.models import TOY_CONFIGS
 from npgan.bench.profile import PROFILE_CATEGORIES
 
 FIELDS = (
@@ -155,6 +156,15 @@ def _peaks(rows) -> str:
         for d, p in peaks.items()) + ".")
 
 
+def _steps_text(rows) -> str:
+    """The timed steps per row as the rows ran them: "20 timed steps per row", or with the toys' own count."""
+    toys = sorted({r["steps"] for r in rows if r["config"] in TOY_CONFIGS})
+    others = sorted({r["steps"] for r in rows if r["config"] not in TOY_CONFIGS})
+    if not toys or not others or toys == others:
+        return f"{'/'.join(map(str, others or toys))} timed steps per row"
+    return f"{'/'.join(map(str, others))} timed steps per row, {'/'.join(map(str, toys))} for the 2-D toys,"
+
+
 def report(rows, args, argv) -> str:
     """The run as Markdown: machine, versions, BLAS kernel, the command, the table (the CPU against GPU
     table when both devices ran, and the profile)."""
@@ -167,9 +177,7 @@ def report(rows, args, argv) -> str:
         + ", ".join(f"{k} {v}" for k, v in first["versions"].items())
         + (f"; NumPy's BLAS: {kernel}" if kernel else "") + ".",
         "",
-        f"Command: `npgan bench {' '.join(argv)}` ("
-        + (f"{args.steps} timed steps per row" if args.steps else "20 timed steps per row, 200 for the 2-D toys,")
-        + f" after {args.warmup} warm-up "
+        f"Command: `npgan bench {' '.join(argv)}` ({_steps_text(rows)} after {args.warmup} warm-up "
         f"steps, in {args.rounds} alternating rounds; "
         + (f"batch {args.batch_size}" if args.batch_size else "batch 64, 256 for the 2-D toys") + "; float32). "
         + _peaks(rows),
