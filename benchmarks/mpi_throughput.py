@@ -54,6 +54,7 @@ def worker(args) -> None:
     import threadpoolctl  # noqa: PLC0415
 
     from npgan import distributed  # noqa: PLC0415
+    from npgan.threads import blas_libraries  # noqa: PLC0415
 
     comm = distributed.world()  # under mpiexec: also sets (cores / ranks) BLAS threads
     if comm.size == 1:
@@ -102,9 +103,9 @@ def worker(args) -> None:
     cpu_start = time.process_time()  # CPU seconds of this process, all its threads (spinning included)
     times = bench.time_steps(step, args.steps, lambda: None)
     cpu_ms = 1000 * (time.process_time() - cpu_start) / args.steps
-    pools = threadpoolctl.threadpool_info()
-    threads = [pool.get("num_threads") for pool in pools]
-    kernels = sorted({pool["architecture"] for pool in pools if pool.get("internal_api") == "openblas"})
+    pools = blas_libraries()
+    threads = [pool["num_threads"] for pool in pools]
+    kernels = sorted({pool["architecture"] for pool in pools if pool["internal_api"] == "openblas"})
     if comm.is_main:
         answer = {"ms": [round(1000 * t, 2) for t in times], "allreduce_ms": 1000 * sync["seconds"] / args.steps,
                   "allreduces_per_step": sync["calls"] / args.steps,

@@ -482,23 +482,15 @@ def cmd_info(args) -> int:
     import platform  # noqa: PLC0415
 
     import npgan  # noqa: PLC0415
-    from npgan import backend  # noqa: PLC0415
+    from npgan import backend, memory, threads  # noqa: PLC0415
 
     print(f"npgan {npgan.__version__}, Python {platform.python_version()}, NumPy {np.__version__}")
-    try:
-        from threadpoolctl import threadpool_info  # noqa: PLC0415
-
-        for pool in threadpool_info():
-            kernel = f", {pool['architecture']} kernel" if pool.get("architecture") else ""
-            print(f"  BLAS: {pool.get('internal_api')} {pool.get('version')}{kernel}, "
-                  f"{pool.get('num_threads')} threads")
-        if os.environ.get("OPENBLAS_CORETYPE"):  # an older kernel than the CPU's can halve the matmul speed
-            print(f"  note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} pins OpenBLAS's kernel; unset it to "
-                  "let OpenBLAS pick the fastest for this CPU")
-    except ImportError:
-        pass
-    from npgan import memory, threads  # noqa: PLC0415
-
+    for pool in threads.blas_libraries():
+        kernel = f", {pool['architecture']} kernel" if pool["architecture"] else ""
+        print(f"  BLAS: {pool['internal_api']} {pool['version']}{kernel}, {pool['num_threads']} threads")
+    if os.environ.get("OPENBLAS_CORETYPE"):  # an older kernel than the CPU's can halve the matmul speed
+        print(f"  note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} pins OpenBLAS's kernel; unset it to "
+              "let OpenBLAS pick the fastest for this CPU")
     print(f"  BLAS thread policy: {threads.describe()}")
     print(f"  memory: {memory.describe()}")
     print(f"  CuPy with a GPU: {'yes' if backend.cupy_available() else 'no'}")

@@ -205,6 +205,18 @@ def set_num_threads(count=None) -> None:
     _State.current = None  # set again on the next product
 
 
+def blas_libraries() -> list[dict]:
+    """The BLAS libraries NumPy loaded, as threadpoolctl reports them: ``internal_api`` ("openblas", "mkl"...),
+    ``version``, ``architecture`` (OpenBLAS's kernel, e.g. "Haswell"), ``num_threads``, ``threading_layer``.
+    Empty when threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "architecture", "num_threads", "threading_layer")
+    return [{key: pool.get(key) for key in keys} for pool in threadpool_info() if pool.get("user_api") == "blas"]
+
+
 def describe() -> str:
     """One line saying what the policy does in this process (``npgan info`` prints it)."""
     if not _State.ready:

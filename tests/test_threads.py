@@ -178,3 +178,12 @@ def test_refresh_load_takes_a_fresh_window_of_the_given_length(fresh_policy, mon
     free = threads.refresh_load(0.05)
     assert len(looks) == 2 and looks[1] - looks[0] >= 0.05  # two looks, the window between them
     assert free == threads._Load.free and 0.0 <= free <= len(threads._Load.cpus)
+
+
+def test_blas_libraries_reports_numpys_blas_and_its_current_thread_count(fresh_policy):
+    threads.set_num_threads(1)
+    npgan.ops.core.gemm(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))  # the policy sets BLAS to 1
+    libraries = threads.blas_libraries()
+    assert libraries, "NumPy's BLAS not found"
+    assert set(libraries[0]) == {"internal_api", "version", "architecture", "num_threads", "threading_layer"}
+    assert [lib["num_threads"] for lib in libraries] == blas_threads() == [1] * len(libraries)

@@ -20,18 +20,6 @@ from npgan.bench.profile import _profile
 from npgan.bench.steps import npgan_steps, torch_steps
 
 
-def _blas_info():
-    try:
-        import threadpoolctl  # noqa: PLC0415
-    except ImportError:
-        return {"note": "threadpoolctl is not installed (pip install threadpoolctl): BLAS kernel unknown"}
-    info = []
-    for pool in threadpoolctl.threadpool_info():
-        info.append({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
-                                                "threading_layer")})
-    return info
-
-
 def _limit_threads(threads: int):
     try:
         import threadpoolctl  # noqa: PLC0415
@@ -84,7 +72,8 @@ def run_worker(spec: dict, commands=None, answer=None) -> None:
             profile = None
             if spec.get("profile") and library == "npgan":
                 profile = _profile(config, phase, batch, device, steps, warmup, sync)
-            answer(dict(peak_mem_mb=peak_mb, mem_method=memory.method, profile=profile, blas=_blas_info()))
+            answer(dict(peak_mem_mb=peak_mb, mem_method=memory.method, profile=profile,
+                        blas=blas_threads.blas_libraries()))
             return
 
 
@@ -92,7 +81,7 @@ def _worker_main(argv) -> int:
     spec = json.loads(argv[0])
     if spec.get("peak"):
         _limit_threads(spec["threads"])
-        answer = {"matmul_peak": matmul_peak(spec["threads"], spec["device"]), "blas": _blas_info()}
+        answer = {"matmul_peak": matmul_peak(spec["threads"], spec["device"]), "blas": blas_threads.blas_libraries()}
         print(PROTOCOL + json.dumps(answer), flush=True)
         return 0
     run_worker(spec)
