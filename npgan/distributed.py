@@ -30,6 +30,7 @@ from npgan import backend
 from npgan.autograd import Tensor, is_grad_enabled
 from npgan.nn.layers import _BatchNorm
 from npgan.ops.norm import BatchNorm, _from_rows, _rowdot, _to_rows
+from npgan.threads import usable_cpus
 
 __all__ = [
     "Communicator", "DistributedOptimizer", "SyncBatchNorm", "abort_on_error", "convert_sync_batchnorm",
@@ -216,15 +217,15 @@ def default_blas_threads(comm: Communicator, environ=None) -> int | None:
     """(cores / ranks on this machine) BLAS threads per rank, so N ranks do not oversubscribe the cores.
 
     The cores are those this process may run on: a launcher that binds each rank to its own cores gives
-    fewer, never more (a rank bound to a socket shared with other ranks may get fewer than it could use).
+    fewer, never more (a rank bound to a socket shared with other ranks may get fewer than it could use); in a
+    container with a CPU quota, at most the quota's whole CPUs (``threads.usable_cpus``).
     None when the user chose a thread count through the environment (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS,
     MKL_NUM_THREADS, BLIS_NUM_THREADS): that choice wins.
     """
     environ = os.environ if environ is None else environ
     if any(environ.get(name) for name in THREAD_VARIABLES):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, comm.local_size()))
+    return max(1, usable_cpus() // max(1, comm.local_size()))
 
 
 def _limit_blas_threads(threads: int) -> None:

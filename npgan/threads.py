@@ -13,7 +13,9 @@ The policy (``NPGAN_NUM_THREADS`` unset or ``auto``) looks at the product's size
 - a larger product runs on as many threads as there are **free CPUs**: the CPUs this process may run on,
   less the CPU time other processes took on them over the last ``LOAD_WINDOW`` seconds (``/proc/stat``,
   minus this process's own time), at most the threads BLAS started with (all cores, or
-  ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set, so those keep their meaning as an upper bound).
+  ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set, so those keep their meaning as an upper bound), and
+  at most the CPUs a container's CPU quota allows (``cpu_quota``: OpenBLAS starts a thread per core of the
+  host, and threads beyond the quota only get throttled).
   A run alone on the machine uses every core for a toy's 256 x 256 x 256 products; two runs side by side
   each see the other and keep to one core each, and take both again when the other one ends.
 - Where the load cannot be read (no ``/proc/stat``: not Linux), the size rule alone decides, with the larger
@@ -43,6 +45,7 @@ LOAD_WINDOW = 0.25  # seconds between two looks at /proc/stat
 # the rounding of /proc/stat's 10 ms ticks.
 LOAD_SLACK = 0.25
 PROC_STAT = "/proc/stat"
+CGROUP_ROOT = "/sys/fs/cgroup"  # a container's own control group, as seen from inside it
 
 
 class _State:
@@ -71,6 +74,38 @@ class _Load:
     last: tuple | None = None  # (monotonic, busy seconds on our CPUs, own CPU seconds) of the last look
     free: float | None = None  # free CPUs over the last window; None before the second look
     ticks: int | None = None  # /proc/stat's ticks per second (USER_HZ, 100 on Linux)
+
+
+def cpu_quota(root: str | None = None) -> float | None:
+    """The CPUs' worth of time a container's CPU quota allows (``docker run --cpus 1.5``: 1.5), from the
+    control group's ``cpu.max`` (cgroup v2) or ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (v1); None when
+    there is no quota or it cannot be read. ``root``: the control group's directory (``CGROUP_ROOT``)."""
+    root = CGROUP_ROOT if root is None else root
+
+    def read(path):
+        try:
+            with open(os.path.join(root, path)) as f:
+                return f.read().split()
+        except OSError:
+            return None
+
+    v2 = read("cpu.max")  # "max 100000" (no quota) or "150000 100000"
+    fields = v2 if v2 is not None else (read("cpu/cpu.cfs_quota_us") or []) + (read("cpu/cpu.cfs_period_us") or [])
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None  # v1 writes -1 for no quota
+
+
+def usable_cpus() -> int:
+    """The CPUs this process can keep busy: those it may run on (its affinity), at most the whole CPUs of a
+    container's quota, at least 1."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota()
+    return max(1, min(cpus, int(quota)) if quota is not None else cpus)
 
 
 def _busy_seconds() -> tuple[float, int] | None:
@@ -165,7 +200,7 @@ def _setup() -> None:
     if not _State.pools:
         _State.note = "threadpoolctl found no BLAS library to control"
         return
-    _State.max_threads = max(pool.num_threads or 1 for pool in _State.pools)
+    _State.max_threads = min(max(pool.num_threads or 1 for pool in _State.pools), usable_cpus())
 
 
 def _set(count: int) -> None:
@@ -228,6 +263,8 @@ def describe() -> str:
     if _busy_seconds() is None:
         return (f"products under {BLIND_SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on "
                 f"{_State.max_threads} (the load is not readable here; set {ENV_VAR}=N to fix the count)")
+    quota = cpu_quota()
+    cap = f"at most {_State.max_threads}" + (f", the container's CPU quota being {quota:g}" if quota else "")
     return (f"products under {SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on the CPUs other "
-            f"processes leave free, at most {_State.max_threads} (read from {PROC_STAT} every {LOAD_WINDOW} s; "
+            f"processes leave free, {cap} (read from {PROC_STAT} every {LOAD_WINDOW} s; "
             f"set {ENV_VAR}=N to fix the count)")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import distributed
+from npgan import distributed, threads
 from npgan.checkpoint import load_checkpoint
 from npgan.gan.trainer import TrainConfig, Trainer
 
@@ -102,14 +102,17 @@ def test_launcher_world_size_reads_mpich_and_open_mpi_variables():
     assert distributed.launcher_world_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
 
 
-def test_default_blas_threads_divide_the_cores_among_the_ranks_unless_the_user_chose(monkeypatch):
+def test_default_blas_threads_divide_the_cores_among_the_ranks_unless_the_user_chose(monkeypatch, tmp_path):
     class TwoRanksHere(distributed.Communicator):
         def local_size(self):
             return 2
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(threads, "CGROUP_ROOT", str(tmp_path))  # no CPU quota
     assert distributed.default_blas_threads(TwoRanksHere(), environ={}) == 4
     assert distributed.default_blas_threads(TwoRanksHere(), environ={"OMP_NUM_THREADS": "3"}) is None
+    (tmp_path / "cpu.max").write_text("300000 100000\n")  # a container allowed 3 of the 8 CPUs
+    assert distributed.default_blas_threads(TwoRanksHere(), environ={}) == 1
 
 
 def test_each_rank_on_a_machine_takes_its_own_gpu(monkeypatch):

@@ -1,6 +1,7 @@
 """npgan's BLAS thread policy (npgan/threads.py): small products on one thread, larger ones on the CPUs other
 processes leave free, an override, clear errors."""
 
+import os
 import subprocess
 import sys
 import time
@@ -187,3 +188,34 @@ def test_blas_libraries_reports_numpys_blas_and_its_current_thread_count(fresh_p
     assert libraries, "NumPy's BLAS not found"
     assert set(libraries[0]) == {"internal_api", "version", "architecture", "num_threads", "threading_layer"}
     assert [lib["num_threads"] for lib in libraries] == blas_threads() == [1] * len(libraries)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2, docker run --cpus 1.5
+    ({"cpu.max": "max 100000\n"}, None),  # v2, no quota
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no quota
+    ({"cpu.max": "garbled\n"}, None),
+    ({}, None),  # no control group files at all
+])
+def test_cpu_quota_reads_a_containers_cgroup_v2_or_v1_quota(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert threads.cpu_quota(str(tmp_path)) == expected
+
+
+def test_a_cpu_quota_caps_the_threads_a_product_may_take(fresh_policy, monkeypatch, tmp_path):
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(threads, "CGROUP_ROOT", str(tmp_path))
+    assert threads.usable_cpus() == 8
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: a second thread would only be throttled
+    assert threads.usable_cpus() == 1
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one thread
+    assert threads.usable_cpus() == 1
+    (tmp_path / "cpu.max").write_text("200000 100000\n")
+    threads._setup()
+    assert threads._State.max_threads == min(2, max(p["num_threads"] for p in threads.blas_libraries()))
+    monkeypatch.setattr(threads._Load, "readable", False)
+    assert threads.threads_for(128, 1024, 2048) <= 2
