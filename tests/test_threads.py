@@ -219,3 +219,11 @@ def test_a_cpu_quota_caps_the_threads_a_product_may_take(fresh_policy, monkeypat
     assert threads._State.max_threads == min(2, max(p["num_threads"] for p in threads.blas_libraries()))
     monkeypatch.setattr(threads._Load, "readable", False)
     assert threads.threads_for(128, 1024, 2048) <= 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the load is read from Linux's /proc/stat")
+def test_describe_names_a_containers_cpu_quota(fresh_policy, monkeypatch, tmp_path):
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.setattr(threads, "CGROUP_ROOT", str(tmp_path))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # read once, when the policy first looks
+    assert "at most 1, the container's CPU quota being 1.5" in threads.describe()
