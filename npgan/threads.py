@@ -53,7 +53,8 @@ class _State:
 
     ready = False
     pools: list = []  # threadpoolctl controllers of the BLAS libraries NumPy loaded
-    max_threads = 1  # threads BLAS started with (all cores unless the environment capped them)
+    max_threads = 1  # threads BLAS started with (all cores unless the environment capped them), within quota
+    quota: float | None = None  # a container's CPU quota in CPUs (cpu_quota), read once with the pools
     fixed: int | None = None  # every product on this many threads (NPGAN_NUM_THREADS=N); None = by size and load
     current: int | None = None  # the count set last (None: not set by npgan yet)
     note = ""  # why the policy is off, for ``describe()``
@@ -103,8 +104,11 @@ def cpu_quota(root: str | None = None) -> float | None:
 def usable_cpus() -> int:
     """The CPUs this process can keep busy: those it may run on (its affinity), at most the whole CPUs of a
     container's quota, at least 1."""
+    return _cpus_within(cpu_quota())
+
+
+def _cpus_within(quota: float | None) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = cpu_quota()
     return max(1, min(cpus, int(quota)) if quota is not None else cpus)
 
 
@@ -200,7 +204,8 @@ def _setup() -> None:
     if not _State.pools:
         _State.note = "threadpoolctl found no BLAS library to control"
         return
-    _State.max_threads = min(max(pool.num_threads or 1 for pool in _State.pools), usable_cpus())
+    _State.quota = cpu_quota()
+    _State.max_threads = min(max(pool.num_threads or 1 for pool in _State.pools), _cpus_within(_State.quota))
 
 
 def _set(count: int) -> None:
@@ -263,7 +268,7 @@ def describe() -> str:
     if _busy_seconds() is None:
         return (f"products under {BLIND_SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on "
                 f"{_State.max_threads} (the load is not readable here; set {ENV_VAR}=N to fix the count)")
-    quota = cpu_quota()
+    quota = _State.quota
     cap = f"at most {_State.max_threads}" + (f", the container's CPU quota being {quota:g}" if quota else "")
     return (f"products under {SMALL_GEMM_MACS:,} multiply-adds on 1 BLAS thread, larger ones on the CPUs other "
             f"processes leave free, {cap} (read from {PROC_STAT} every {LOAD_WINDOW} s; "
