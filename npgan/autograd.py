@@ -452,28 +452,44 @@ class Function:
     needs_input_grad: tuple = ()
 
     def __call__(self, *inputs):
-        # The path every op takes, a few hundred times per training step: kept to plain attribute work.
-        if all(isinstance(x, Tensor) for x in inputs):
-            tensors = inputs
+        # The path every op takes, a few hundred times per training step (a few thousand for an unrolled
+        # GAN's): plain loops and attribute work, the single-output case (nearly every op) first.
+        for x in inputs:
+            if not isinstance(x, Tensor):
+                like = _first_tensor(inputs)
+                tensors = tuple(as_tensor(x, like=like) for x in inputs)
+                break
         else:
-            like = _first_tensor(inputs)
-            tensors = tuple(as_tensor(x, like=like) for x in inputs)
+            tensors = inputs
         if len(tensors) > 1 and backend.any_cupy_loaded():
             _check_same_device(tensors, type(self).__name__)
         outputs = self.forward(*[t.data for t in tensors])
-        single = not isinstance(outputs, tuple)
-        outputs = (outputs,) if single else outputs
-        results = [_wrap(y) for y in outputs]
-        needs = tuple(t.requires_grad for t in tensors)
-        if _grad_enabled and True in needs:
+        record = False
+        if _grad_enabled:
+            for t in tensors:
+                if t.requires_grad:
+                    record = True
+                    break
+        if not isinstance(outputs, tuple):  # one output
+            result = _wrap(outputs)
+            if record:
+                self.inputs = tensors
+                self.needs_input_grad = tuple([t.requires_grad for t in tensors])
+                self._outputs = [weakref.ref(result)]
+                self._output_meta = [(outputs.shape, outputs.dtype)]
+                result.creator = self
+                result.requires_grad = outputs.dtype.kind == "f"  # floating outputs carry gradients
+            return result
+        results = tuple([_wrap(y) for y in outputs])
+        if record:
             self.inputs = tensors
-            self.needs_input_grad = needs
+            self.needs_input_grad = tuple([t.requires_grad for t in tensors])
             self._outputs = [weakref.ref(r) for r in results]
             self._output_meta = [(y.shape, y.dtype) for y in outputs]
             for index, r in enumerate(results):
                 r.creator, r.output_index = self, index
-                r.requires_grad = r.data.dtype.kind == "f"  # floating outputs carry gradients
-        return results[0] if single else tuple(results)
+                r.requires_grad = r.data.dtype.kind == "f"
+        return results
 
     def output(self, index: int = 0) -> Tensor:
         """The ``index``-th output Tensor of this call (held weakly; an error if it was freed before backward)."""
@@ -566,6 +582,27 @@ def _initial_grad(output: Tensor, grad) -> Tensor:
     return grad
 
 
+def _output_grads(fn, grads, keep):
+    """The gradients of ``fn``'s outputs, taken out of ``grads`` (left there if in ``keep``): a tuple with a
+    zero array for an output nothing downstream used, or None when no output has a gradient at all."""
+    meta = fn._output_meta
+    if len(meta) == 1:  # nearly every op
+        k = (id(fn), 0)
+        g = grads.get(k) if k in keep else grads.pop(k, None)
+        return None if g is None else (g,)
+    keys = [(id(fn), i) for i in range(len(meta))]
+    if all(k not in grads for k in keys):
+        return None
+    gys = []
+    for k, (shape, dtype) in zip(keys, meta):
+        g = grads.get(k) if k in keep else grads.pop(k, None)
+        if g is None:  # an output nothing downstream used: its gradient is zero
+            xp = backend.get_array_module(*(x.data for x in fn.inputs))
+            g = Tensor(xp.zeros(shape, dtype=dtype))
+        gys.append(g)
+    return tuple(gys)
+
+
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
     """Propagate gradients from ``outputs`` to the leaves (or to ``inputs`` when given).
 
@@ -581,10 +618,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
         return (id(t.creator), t.output_index) if t.creator is not None else id(t)
 
     def accumulate(t: Tensor, g: Tensor):
-        k = key_of(t)
         if t.creator is None:
+            k = id(t)
             leaves.setdefault(k, t)
-        grads[k] = g if k not in grads else grads[k] + g
+        else:
+            k = (id(t.creator), t.output_index)
+        previous = grads.get(k)
+        grads[k] = g if previous is None else previous + g
 
     roots = []
     for out, g in zip(outputs, grad_outputs):
@@ -600,14 +640,16 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
     wanted = None
     if inputs is not None:
         targets = {key_of(t) for t in inputs}
-        leads = {}
+        wanted = {}  # id(fn) -> for each input, whether it leads to a target; False if none does
         for fn in order:  # creators of inputs come first
-            leads[id(fn)] = [
-                key_of(x) in targets or (x.creator is not None and leads.get(id(x.creator), False))
-                for x in fn.inputs
-            ]
-            leads[id(fn)] = leads[id(fn)] if any(leads[id(fn)]) else False
-        wanted = leads
+            leads = []
+            for x in fn.inputs:
+                creator = x.creator
+                if creator is None:
+                    leads.append(id(x) in targets)
+                else:
+                    leads.append((id(creator), x.output_index) in targets or bool(wanted.get(id(creator))))
+            wanted[id(fn)] = leads if True in leads else False
 
     # Gradients of non-leaf inputs are returned, so they stay in ``grads`` once used.
     keep = {key_of(t) for t in inputs if t.creator is not None} if inputs is not None else set()
@@ -615,16 +657,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
         for fn in reversed(order):
             if wanted is not None and not wanted[id(fn)]:
                 continue
-            keys = [(id(fn), i) for i in range(len(fn._output_meta))]
-            if all(k not in grads for k in keys):
+            gys = _output_grads(fn, grads, keep)
+            if gys is None:  # no output of fn reached the roots' gradients
                 continue
-            gys = []
-            for k, (shape, dtype) in zip(keys, fn._output_meta):
-                g = grads.get(k) if k in keep else grads.pop(k, None)
-                if g is None:  # an output nothing downstream used: its gradient is zero
-                    xp = backend.get_array_module(*(x.data for x in fn.inputs))
-                    g = Tensor(xp.zeros(shape, dtype=dtype))
-                gys.append(g)
             saved_needs = needs = fn.needs_input_grad
             if wanted is not None:  # backward skips (and we drop) gradients that lead to no input
                 needs = tuple(a and b for a, b in zip(saved_needs, wanted[id(fn)]))

@@ -31,7 +31,7 @@ def _python_number(value):
 
 
 def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
-    if a.shape != b.shape:
+    if a.shape != b.shape and a.data.ndim and b.data.ndim:  # a 0-d operand (a Python number) always fits
         try:
             backend.broadcast_shapes(a.shape, b.shape)
         except ValueError:
@@ -47,6 +47,14 @@ class Add(Function):
 
     def backward(self, gy):  # d(a+b)/da = d(a+b)/db = 1
         return gy, gy
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):  # d(a-b)/da = 1, d(a-b)/db = -1
+        return gy, (-gy if self.needs_input_grad[1] else None)
 
 
 class Mul(Function):
@@ -95,14 +103,14 @@ def add(a, b) -> Tensor:
 
 
 def sub(a, b) -> Tensor:
-    """a - b with broadcasting (composed as a + (-b), so it needs no backward of its own).
+    """a - b with broadcasting; d(a-b)/da = 1, d(a-b)/db = -1.
 
     >>> F.sub(npgan.tensor([3.0]), 1.0)
     tensor([2.], dtype=float32)
     """
     a, b = _pair(a, b)
     _check_broadcast("sub", a, b)
-    return Add()(a, Neg()(b))
+    return Sub()(a, b)
 
 
 def mul(a, b) -> Tensor:
