@@ -67,8 +67,8 @@ def test_the_gradient_penaltys_graph_runs_through_the_critics_backward_ops_and_w
     critic = tiny_critic()
     penalty = gradient_penalty(critic, npgan.randn(4, 1, 8, 8), npgan.randn(4, 1, 8, 8))
     graph = viz.graph(penalty, critic)
-    # d critic / dx is built from the backward ops of Linear (MatMul), LeakyReLU and Conv2d
-    assert {"MatMul", "LeakyReLUGrad", "ConvTranspose2d"} <= set(graph.ops)
+    # d critic / dx is built from the backward ops of Linear (LinearGrad), LeakyReLU and Conv2d
+    assert {"LinearGrad", "LeakyReLUGrad", "ConvTranspose2d"} <= set(graph.ops)
     assert "Conv2d\\n" not in graph.dot  # a piecewise-linear critic: the forward pass is not in it
     assert '"0.weight\\n(2, 1, 4, 4) float32"' in graph.dot and '"3.weight\\n(1, 32) float32"' in graph.dot
     assert "ConvTranspose2d x1" in repr(graph)

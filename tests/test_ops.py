@@ -453,14 +453,74 @@ def test_linear_leaky_relu_equals_linear_then_leaky_relu_to_the_bit_in_values_an
     x, W, b = _fused_inputs(True, seed=5)
     x, W, b = (t.to(dtype="float32").detach().requires_grad_(True) for t in (x, W, b))
     results = []
-    for fn in (lambda: F.linear_leaky_relu(x, W, b, slope), lambda: F.leaky_relu(F.linear(x, W, b), slope)):
+    for fn in (lambda: F.linear_leaky_relu(x, W, b, slope), lambda: F.leaky_relu(F.linear(x, W, b), slope),
+               lambda: F.leaky_relu(x @ W.T + b, slope)):  # the last: plain MatMul, Transpose, Add, no LinearGrad
         y = fn()
         grads = npgan.grad((y * y).sum(), [x, W, b], create_graph=True)
         penalty = sum((g * g).sum() for g in grads)  # a gradient penalty: differentiated again
         second = npgan.grad(penalty, [x, W, b])
         results.append([y.numpy()] + [g.numpy() for g in grads + second])
-    for fused, reference in zip(*results):
-        np.testing.assert_array_equal(fused, reference)
+    for fused, linear, composed in zip(*results):
+        np.testing.assert_array_equal(fused, composed)
+        np.testing.assert_array_equal(linear, composed)
+
+
+# -- a linear layer's gradients as one op (npgan.ops.conv.LinearGrad) -----------------------------------------
+
+
+def _linear_grad_case(activation, wanted, seed=7):
+    """f(gy, x, W) = a fixed random weighting of LinearGrad's outputs, and its inputs (float64)."""
+    from npgan.ops.activation import LeakyReLUGrad
+    from npgan.ops.conv import LinearGrad
+
+    rng = np.random.default_rng(seed)
+    gy, x, W = (npgan.tensor(rng.standard_normal(shape), requires_grad=True) for shape in ((4, 5), (4, 3), (5, 3)))
+    positive = rng.standard_normal((4, 5)) > 0
+    weights = [npgan.tensor(rng.standard_normal(shape)) for shape in ((4, 3), (5, 3), (5,))]
+    weights = [w for w, want in zip(weights, wanted) if want]
+
+    def f(gy, x, W):
+        mask = None if activation is None else LeakyReLUGrad(positive, activation)
+        inputs = (gy,) + ((W,) if wanted[0] else ()) + ((x,) if wanted[1] else ())  # gx reads W, gW reads x
+        outputs = LinearGrad(wanted, mask)(*inputs)
+        return sum((out * w).sum() for out, w in zip(outputs, weights))
+
+    return f, (gy, x, W)
+
+
+ACTIVATIONS = [None, 0.0, 0.2]  # Linear's (no mask), ReLU's and LeakyReLU(0.2)'s
+WANTED = [(True, True, True), (True, False, False), (False, True, True), (False, False, True), (True, True, False)]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("wanted", WANTED)
+def test_linear_grad_first_and_second_derivatives_match_finite_differences(activation, wanted):
+    f, inputs = _linear_grad_case(activation, wanted)
+    assert npgan.gradcheck(f, inputs, **TOL)  # its backward on raw arrays
+    assert npgan.gradgradcheck(f, inputs, **TOL)  # its backward in Tensor ops, differentiated again
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("wanted", WANTED)
+def test_linear_grad_backward_on_raw_arrays_equals_its_tensor_op_backward(activation, wanted):
+    f, inputs = _linear_grad_case(activation, wanted)
+    raw = npgan.grad(f(*inputs), list(inputs), allow_unused=True)  # no graph recorded: the raw-array path
+    tensor_ops = npgan.grad(f(*inputs), list(inputs), create_graph=True, allow_unused=True)
+    for a, b in zip(raw, tensor_ops):
+        assert (a is None) == (b is None)  # x is not an input when gW is not wanted, W when gx is not
+        if a is not None:
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_linear_layers_gradient_is_one_recorded_op_under_create_graph():
+    from npgan.ops.conv import LinearGrad
+
+    x = npgan.randn(4, 3, requires_grad=True)
+    W, b = npgan.randn(5, 3, requires_grad=True), npgan.randn(5, requires_grad=True)
+    gx, gW, gb = npgan.grad(F.linear_leaky_relu(x, W, b, 0.2).sum(), [x, W, b], create_graph=True)
+    assert gx.creator is gW.creator is gb.creator and isinstance(gx.creator, LinearGrad)
+    (gx,) = npgan.grad(F.linear_leaky_relu(x, W, b, 0.2).sum(), [x], create_graph=True)
+    assert gx.creator.inputs[1] is W and len(gx.creator.inputs) == 2  # gy and W: x's own graph is not held
 
 
 def test_sequential_runs_linear_and_leaky_relu_as_one_op_but_not_a_subclass_of_linear():

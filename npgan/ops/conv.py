@@ -29,10 +29,9 @@ from __future__ import annotations
 import numbers
 
 from npgan import backend
-from npgan.autograd import Function, Tensor
+from npgan.autograd import Function, Tensor, is_grad_enabled
 from npgan.ops.activation import LeakyReLUGrad, leaky_relu
-from npgan.ops.core import gemm, matmul, transpose
-from npgan.ops.core import sum as sum_
+from npgan.ops.core import broadcast_to, gemm, matmul, transpose
 
 xp_of = backend.get_array_module
 
@@ -369,8 +368,8 @@ def conv2d_grad_weight(x, gy, kernel_size, stride=1, padding=0) -> Tensor:
 class Linear(Function):
     """y = x weight^T + b for x (N, in), weight (out, in), b (out,): one GEMM, the bias added in place.
 
-    Backward, with Tensor ops (so it differentiates again): gx = gy weight, gw = gy^T x, gb = sum_n gy.
-    gw = gy^T x comes out (out, in) and contiguous like weight, so the optimizer reads it at full speed.
+    Backward: gx = gy weight, gw = gy^T x, gb = sum_n gy, as one op (``LinearGrad``), so it differentiates
+    again. gw = gy^T x comes out (out, in) and contiguous like weight, so the optimizer reads it at full speed.
     """
 
     def forward(self, x, weight, b=None):
@@ -383,16 +382,114 @@ class Linear(Function):
         return _linear_grads(self, gy)
 
 
-def _linear_grads(fn, gy):
-    """Linear's input gradients for the output gradient gy (also LinearLeakyReLU's, after its mask): gx = gy W,
-    gW = gy^T x, gb = sum_n gy, each only where ``fn`` needs it."""
+def _linear_grads(fn, gy, activation=None):
+    """The input gradients of ``fn`` (a Linear or a LinearLeakyReLU, whose ``activation`` is a LeakyReLUGrad)
+    for its output gradient gy: (gx, gW[, gb]), each only where ``fn`` needs it, from one ``LinearGrad``."""
     x, weight = fn.inputs[:2]
-    gx = matmul(gy, weight) if fn.needs_input_grad[0] else None
-    gw = matmul(transpose(gy), x) if fn.needs_input_grad[1] else None
-    if len(fn.inputs) == 2:
-        return gx, gw
-    gb = sum_(gy, 0) if fn.needs_input_grad[2] else None
-    return gx, gw, gb
+    wanted = tuple(fn.needs_input_grad[:3]) + (False,) * (3 - len(fn.inputs))  # (gx, gW, gb)
+    if not any(wanted):
+        return (None,) * len(fn.inputs)
+    # gx needs W and gW needs x: an input that no wanted gradient reads is left out of the graph, so a
+    # gradient penalty's graph does not keep the forward pass's activations alive for nothing
+    inputs = (gy,) + ((weight,) if wanted[0] else ()) + ((x,) if wanted[1] else ())
+    results = iter(LinearGrad(wanted, activation)(*inputs))
+    grads = tuple(next(results) if want else None for want in wanted)
+    return grads[:len(fn.inputs)]
+
+
+class LinearGrad(Function):
+    """A linear layer's gradients as one op: the wanted ones of (gx, gW, gb), with g = gy * mask,
+
+        gx = g W,   gW = g^T x,   gb = sum_n g
+
+    (mask: the LeakyReLU's 1 where y > 0, slope elsewhere, for ``LinearLeakyReLU``; none for ``Linear``).
+    ``wanted`` = (gx?, gW?, gb?) says which are computed and returned, in that order; the inputs are gy,
+    then W if gx is wanted, then x if gW is wanted.
+
+    Why one op: under ``create_graph=True`` (WGAN-GP's penalty, R1, unrolled GANs) every layer's gradient is
+    recorded and walked back again, and the plain composition (mask, two products, a transpose, a sum) is
+    five nodes of the graph, each with its own backward of several more: a K = 5 unrolled step ran ~2,100
+    ops. Its backward, for upstream gradients hx, hW, hb of gx, gW, gb (the outputs are linear in gy and in
+    x, and in gy and in W):
+
+        d/dgy = (hx W^T + x hW^T + hb) * mask,   d/dW = g^T hx,   d/dx = g hW
+
+    runs on raw arrays when no graph of it is recorded and in Tensor ops when one is (``BatchNorm``'s pattern,
+    see ``Function``). The composed ops stay the reference: the tests compare both, derivatives included.
+    """
+
+    def __init__(self, wanted, activation=None):
+        self.wanted, self.activation = wanted, activation
+
+    def _masked(self, gy):
+        """g = gy * mask on raw arrays."""
+        return gy if self.activation is None else self.activation.forward(gy)
+
+    def _split(self, items):
+        """(gy, W or None, x or None) from the inputs (or their gradients), as ``wanted`` laid them out."""
+        items = iter(items)
+        gy = next(items)
+        weight = next(items) if self.wanted[0] else None
+        x = next(items) if self.wanted[1] else None
+        return gy, weight, x
+
+    def forward(self, *inputs):
+        gy, weight, x = self._split(inputs)
+        g = self._masked(gy)
+        results = []
+        if weight is not None:
+            results.append(gemm(g, weight))
+        if x is not None:
+            results.append(gemm(g.T, x))
+        if self.wanted[2]:
+            results.append(g.sum(axis=0))
+        return tuple(results)
+
+    def backward(self, *upstream):
+        upstream = iter(upstream)
+        hx, hw, hb = (next(upstream) if want else None for want in self.wanted)
+        if is_grad_enabled():
+            grads = self._differentiable_backward(hx, hw, hb)
+        else:
+            grads = self._raw_backward(hx, hw, hb)
+        return tuple(g for g, present in zip(grads, (True,) + self.wanted[:2]) if present)
+
+    def _raw_backward(self, hx, hw, hb):
+        gy, weight, x = self._split(t.data for t in self.inputs)
+        need_gy, need_w, need_x = self._split(self.needs_input_grad)
+        ggy = gw = gx = None
+        if need_gy:  # (hx W^T + x hW^T + hb) * mask
+            total = gemm(hx.data, weight.T) if hx is not None else None
+            if hw is not None:
+                term = gemm(x, hw.data.T)
+                total = term if total is None else xp_of(term).add(total, term, out=total)
+            if hb is not None:
+                total = xp_of(gy).broadcast_to(hb.data, gy.shape) if total is None else xp_of(gy).add(
+                    total, hb.data, out=total)
+            ggy = Tensor(self._masked(total))
+        if need_w or need_x:
+            g = self._masked(gy)
+            gw = Tensor(gemm(g.T, hx.data)) if need_w else None
+            gx = Tensor(gemm(g, hw.data)) if need_x else None
+        return ggy, gw, gx
+
+    def _differentiable_backward(self, hx, hw, hb):
+        gy, weight, x = self._split(self.inputs)
+        need_gy, need_w, need_x = self._split(self.needs_input_grad)
+        act = self.activation
+        mask = (lambda t: t) if act is None else (lambda t: LeakyReLUGrad(act.positive, act.slope, act.mask)(t))
+        ggy = gw = gx = None
+        if need_gy:
+            total = broadcast_to(hb, gy.shape) if hb is not None else None
+            for term in (hx is not None and matmul(hx, transpose(weight)), hw is not None and matmul(x, transpose(hw))):
+                if term is not False:
+                    total = term if total is None else total + term
+            ggy = mask(total)
+        if need_w:
+            gw = matmul(transpose(mask(gy)), hx)
+        if need_x:
+            gx = matmul(mask(gy), hw)
+        return ggy, gw, gx
 
 
 class LinearLeakyReLU(Function):
@@ -403,8 +500,8 @@ class LinearLeakyReLU(Function):
     and a 2-D toy's step runs a few hundred. ``Linear`` followed by ``LeakyReLU`` stays the reference: the
     tests compare the two, first and second derivatives included.
 
-    Backward, with Tensor ops: g = gy * mask (``LeakyReLUGrad``, mask 1 where y > 0, slope elsewhere), then
-    Linear's: gx = g W, gW = g^T x, gb = sum_n g.
+    Backward: g = gy * mask (``LeakyReLUGrad``'s mask: 1 where y > 0, slope elsewhere), then Linear's
+    gx = g W, gW = g^T x, gb = sum_n g, all in one ``LinearGrad``.
     """
 
     def __init__(self, slope):
@@ -424,7 +521,7 @@ class LinearLeakyReLU(Function):
         return xp.where(self.positive, y, scaled)
 
     def backward(self, gy):
-        return _linear_grads(self, LeakyReLUGrad(self.positive, self.slope)(gy))
+        return _linear_grads(self, gy, LeakyReLUGrad(self.positive, self.slope))
 
 
 def linear_leaky_relu(x, weight, bias=None, negative_slope=0.0) -> Tensor:
