@@ -468,15 +468,16 @@ def test_linear_leaky_relu_equals_linear_then_leaky_relu_to_the_bit_in_values_an
 # -- a linear layer's gradients as one op (npgan.ops.conv.LinearGrad) -----------------------------------------
 
 
-def _linear_grad_case(activation, wanted, seed=7):
+def _linear_grad_case(activation, wanted, device="cpu", seed=7):
     """f(gy, x, W) = a fixed random weighting of LinearGrad's outputs, and its inputs (float64)."""
     from npgan.ops.activation import LeakyReLUGrad
     from npgan.ops.conv import LinearGrad
 
     rng = np.random.default_rng(seed)
-    gy, x, W = (npgan.tensor(rng.standard_normal(shape), requires_grad=True) for shape in ((4, 5), (4, 3), (5, 3)))
-    positive = rng.standard_normal((4, 5)) > 0
-    weights = [npgan.tensor(rng.standard_normal(shape)) for shape in ((4, 3), (5, 3), (5,))]
+    gy, x, W = (npgan.tensor(rng.standard_normal(shape)).to(device).requires_grad_(True)
+                for shape in ((4, 5), (4, 3), (5, 3)))
+    positive = npgan.tensor(rng.standard_normal((4, 5))).to(device).data > 0
+    weights = [npgan.tensor(rng.standard_normal(shape)).to(device) for shape in ((4, 3), (5, 3), (5,))]
     weights = [w for w, want in zip(weights, wanted) if want]
 
     def f(gy, x, W):
@@ -494,16 +495,16 @@ WANTED = [(True, True, True), (True, False, False), (False, True, True), (False,
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("wanted", WANTED)
-def test_linear_grad_first_and_second_derivatives_match_finite_differences(activation, wanted):
-    f, inputs = _linear_grad_case(activation, wanted)
+def test_linear_grad_first_and_second_derivatives_match_finite_differences(activation, wanted, device):
+    f, inputs = _linear_grad_case(activation, wanted, device)
     assert npgan.gradcheck(f, inputs, **TOL)  # its backward on raw arrays
     assert npgan.gradgradcheck(f, inputs, **TOL)  # its backward in Tensor ops, differentiated again
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("wanted", WANTED)
-def test_linear_grad_backward_on_raw_arrays_equals_its_tensor_op_backward(activation, wanted):
-    f, inputs = _linear_grad_case(activation, wanted)
+def test_linear_grad_backward_on_raw_arrays_equals_its_tensor_op_backward(activation, wanted, device):
+    f, inputs = _linear_grad_case(activation, wanted, device)
     raw = npgan.grad(f(*inputs), list(inputs), allow_unused=True)  # no graph recorded: the raw-array path
     tensor_ops = npgan.grad(f(*inputs), list(inputs), create_graph=True, allow_unused=True)
     for a, b in zip(raw, tensor_ops):
