@@ -45,6 +45,7 @@ from npgan.ops.core import (
     minimum,
     mul,
     neg,
+    pack,
     pad,
     permute,
     pow,
@@ -58,6 +59,7 @@ from npgan.ops.core import (
     sum_to,
     to_device,
     transpose,
+    unpack,
     unsqueeze,
     var,
     view,
@@ -74,9 +76,9 @@ __all__ = [
     "broadcast_to", "cast", "cat", "clamp", "clip", "concatenate", "copy", "cross_entropy", "div", "exp",
     "flatten", "getitem",
     "leaky_relu", "log", "log_sigmoid", "log_softmax", "matmul", "max", "maximum", "mean", "min",
-    "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid", "softmax",
+    "minimum", "mse_loss", "mul", "neg", "pack", "pad", "permute", "pow", "relu", "reshape", "sigmoid", "softmax",
     "softplus", "sqrt", "squeeze", "stack", "std", "sub", "sum", "sum_to", "tanh", "to_device",
-    "transpose", "unsqueeze", "var", "view", "where",
+    "transpose", "unpack", "unsqueeze", "var", "view", "where",
 ]
 
 

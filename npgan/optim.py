@@ -17,6 +17,7 @@ import numbers
 
 from npgan import backend
 from npgan.autograd import Tensor
+from npgan.ops.core import pack, unpack
 
 __all__ = ["EMA", "SGD", "Adam", "Optimizer", "RMSprop", "clip_grad_norm_"]
 
@@ -479,7 +480,8 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
     SGD (momentum, dampening, Nesterov, weight decay) and Adam follow PyTorch's formulas, Adam with its
     bias correction. The parameters of a group are updated as one flat vector (a dozen ops per step
     instead of a dozen per parameter: the graph that unrolling builds and walks back is that much
-    smaller); the moments stay flat from one call to the next. The moments read from the optimizer may
+    smaller), packed from the parameters and unpacked into them by one op each (``F.pack``, ``F.unpack``);
+    the moments and the parameters stay flat from one call to the next. The moments read from the optimizer may
     share arrays with it: use the results before its next real step. For Adam, sqrt(v) gets a zero
     derivative where v is exactly 0 (a weight that has never had a gradient), where the true one is infinite.
     """
@@ -511,16 +513,27 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
         if not stepped:
             continue
         flat_state = _flat_state([state[i] for i in stepped], [params[i] for i in stepped], moments, stepped)
-        p_next, s_next = rule(_flatten([params[i] for i in stepped]), _flatten([grads[i] for i in stepped]),
-                              group, flat_state)
-        record = {"moments": {k: s_next[k] for k in moments if s_next.get(k) is not None}, "members": stepped}
+        p_next, s_next = rule(_flat_params(params, state, stepped), pack([grads[i] for i in stepped]), group,
+                              flat_state)
+        pieces = unpack(p_next, [params[i].shape for i in stepped])
+        record = {"moments": {k: s_next[k] for k in moments if s_next.get(k) is not None}, "members": stepped,
+                  "params": p_next, "pieces": pieces}
         offset = 0
-        for i in stepped:
-            size = params[i].numel()
-            new_params[i] = p_next[offset:offset + size].reshape(params[i].shape)
+        for i, piece in zip(stepped, pieces):
+            new_params[i] = piece
             new_state[i] = {"step": s_next["step"][stepped.index(i)], "_flat": record, "_offset": offset}
-            offset += size
+            offset += piece.numel()
     return new_params, new_state
+
+
+def _flat_params(params, state, members):
+    """The group's parameters ``members`` as one vector: the previous call's flat result when ``params`` are
+    the very pieces it handed out (the usual chain of unrolled steps: no re-packing), else packed anew."""
+    record = state[members[0]].get("_flat")
+    if (record is not None and "pieces" in record and record["members"] == members
+            and all(params[i] is piece for i, piece in zip(members, record["pieces"]))):
+        return record["params"]
+    return pack([params[i] for i in members])
 
 
 def detach_state(state) -> list:
@@ -538,11 +551,6 @@ def detach_state(state) -> list:
     return detached
 
 
-def _flatten(tensors):
-    from npgan import functional as F  # noqa: PLC0415
-
-    flat = [t.reshape(-1) for t in tensors]
-    return flat[0] if len(flat) == 1 else F.concatenate(flat)
 
 
 def _flat_state(states, params, moments, members) -> dict:
@@ -568,7 +576,7 @@ def _flat_state(states, params, moments, members) -> dict:
                                  "others not; give them all gradients in the same steps")
             xp = backend.get_array_module(params[0].data)
             pieces = [Tensor(xp.zeros_like(p.data)) if piece is None else piece for piece, p in zip(pieces, params)]
-        flat[name] = _flatten(pieces)
+        flat[name] = pack(pieces)
     return flat
 
 

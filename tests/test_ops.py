@@ -132,6 +132,10 @@ CASES = [
     case("cat-negative-axis", lambda a, b: npgan.cat([a, b], axis=-1), A((2, 2, 1)), A((2, 2, 2))),
     case("concatenate-with-a-constant", lambda a, b: F.concatenate([a, b]), A((2, 3)), A((2, 3), grad=False)),
     case("stack-axis0", lambda a, b: F.stack([a, b]), A((2, 3)), A((2, 3))),
+    case("pack", lambda a, b, c: F.pack([a, b, c]), A((2, 3)), A((4,)), A(())),
+    case("pack-with-a-constant", lambda a, b: F.pack([a, b]), A((2, 2)), A((3,), grad=False)),
+    case("unpack", lambda x: F.pack([p * (i + 1.0) for i, p in enumerate(F.unpack(x, [(2, 2), (3,), ()]))]), A((8,))),
+    case("unpack-some-pieces-unused", lambda x: F.unpack(x, [(2,), (3, 1), (2,)])[1], A((7,))),
     case("stack-axis-last", lambda a, b: npgan.stack([a, b], axis=-1), A((2, 3)), A((2, 3))),
     case("pad", lambda x: F.pad(x, ((1, 2), (0, 1))), A((2, 3))),
     case("pad-int-with-value", lambda x: F.pad(x, 1, value=0.5), A((2, 3))),
@@ -193,6 +197,8 @@ GRADGRAD_CASES = [
     case("transpose", lambda x: (x * x).T, A((2, 3))),
     case("getitem", lambda x: (x * x)[[0, 1, 0], ::-1], A((2, 3))),
     case("concatenate", lambda a, b: F.concatenate([a * a, b], axis=1), A((2, 1)), A((2, 2))),
+    case("pack", lambda a, b: F.pack([a * a, b]), A((2, 2)), A((3,))),
+    case("unpack", lambda x: F.pack([p * p for p in F.unpack(x, [(2, 2), (3,)])]), A((7,))),
     case("pad", lambda x: F.pad(x * x, ((1, 0), (0, 2))), A((2, 2))),
     case("var", lambda x: F.var(x, axis=1), A((2, 3))),
     case("exp", F.exp, A((2, 3))),
@@ -364,6 +370,22 @@ def test_add_of_shapes_that_do_not_broadcast_raises_value_error_naming_both_shap
 def test_reshape_to_an_incompatible_shape_raises_value_error_naming_both_shapes(target):
     with pytest.raises(ValueError, match=r"(?=.*\(3, 4\))(?=.*\(" + str(target[0]) + ")"):
         npgan.randn(3, 4).reshape(target)
+
+
+def test_unpack_of_the_wrong_size_raises_value_error_naming_the_shapes_and_the_size():
+    with pytest.raises(ValueError, match=r"7 numbers.*\(2, 2\), \(3,\).*\(8,\)"):
+        F.unpack(npgan.zeros(8), [(2, 2), (3,)])
+    with pytest.raises(ValueError, match="1-D"):
+        F.unpack(npgan.zeros(2, 4), [(8,)])
+
+
+def test_pack_and_unpack_are_inverse_and_unpack_gives_views():
+    a, b = npgan.randn(2, 3), npgan.randn(4)
+    flat = F.pack([a, b])
+    np.testing.assert_array_equal(flat.numpy(), np.concatenate([a.numpy().ravel(), b.numpy()]))
+    pieces = F.unpack(flat, [(2, 3), (4,)])
+    np.testing.assert_array_equal(pieces[0].numpy(), a.numpy())
+    assert np.shares_memory(pieces[1].data, flat.data)
 
 
 def test_reduction_over_a_missing_axis_raises_value_error():

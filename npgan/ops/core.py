@@ -763,6 +763,73 @@ def concatenate(tensors, axis=0, *, dim=None) -> Tensor:
 cat = concatenate
 
 
+class Pack(Function):
+    """Tensors of any shapes -> one 1-D tensor of all their numbers, one after the other.
+
+    ``reshape(-1)`` of each and ``concatenate`` in one op; ``Unpack`` is its adjoint, and each is the other's
+    backward. ``optim.differentiable_step`` updates a group's parameters as one vector with them: an unrolled
+    GAN takes K such steps and walks back through every op of them.
+    """
+
+    def forward(self, *xs):
+        return xp_of(*xs).concatenate([x.reshape(-1) for x in xs])
+
+    def backward(self, gy):
+        return Unpack([x.shape for x in self.inputs])(gy)
+
+
+class Unpack(Function):
+    """A 1-D tensor -> its consecutive pieces, each a view reshaped to one of ``shapes`` (the sizes add up)."""
+
+    def __init__(self, shapes):
+        self.shapes = [tuple(shape) for shape in shapes]
+
+    def forward(self, flat):
+        pieces, start = [], 0
+        for shape in self.shapes:
+            size = 1
+            for n in shape:
+                size *= n
+            pieces.append(flat[start:start + size].reshape(shape))
+            start += size
+        return tuple(pieces)
+
+    def backward(self, *gys):
+        return Pack()(*gys)
+
+
+def pack(tensors) -> Tensor:
+    """All the numbers of ``tensors`` (any shapes) in one 1-D tensor, in order; ``unpack`` undoes it.
+
+    >>> F.pack([npgan.zeros(2, 3), npgan.ones(4)]).shape
+    (10,)
+    """
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("pack: need at least one tensor")
+    return Pack()(*tensors)
+
+
+def unpack(flat, shapes) -> tuple:
+    """The pieces of the 1-D tensor ``flat`` with the given ``shapes``, in order (views of it): ``pack``'s inverse.
+
+    >>> [t.shape for t in F.unpack(npgan.zeros(10), [(2, 3), (4,)])]
+    [(2, 3), (4,)]
+    """
+    flat = as_tensor(flat)
+    shapes = [tuple(int(n) for n in shape) for shape in shapes]
+    total = 0
+    for shape in shapes:
+        size = 1
+        for n in shape:
+            size *= n
+        total += size
+    if flat.ndim != 1 or flat.shape[0] != total:
+        raise ValueError(f"unpack: expected a 1-D tensor of {total} numbers for shapes {shapes}, "
+                         f"got shape {flat.shape}")
+    return Unpack(shapes)(flat)
+
+
 def stack(tensors, axis=0, *, dim=None) -> Tensor:
     """Join same-shaped tensors along a new axis (``dim=`` is PyTorch's name for it).
 
