@@ -8,6 +8,7 @@ so binary ops return gradients of the broadcast shape.
 from __future__ import annotations
 
 import builtins
+import math
 import numbers
 
 from npgan import backend, threads
@@ -787,9 +788,7 @@ class Unpack(Function):
     def forward(self, flat):
         pieces, start = [], 0
         for shape in self.shapes:
-            size = 1
-            for n in shape:
-                size *= n
+            size = math.prod(shape)
             pieces.append(flat[start:start + size].reshape(shape))
             start += size
         return tuple(pieces)
@@ -818,12 +817,7 @@ def unpack(flat, shapes) -> tuple:
     """
     flat = as_tensor(flat)
     shapes = [tuple(int(n) for n in shape) for shape in shapes]
-    total = 0
-    for shape in shapes:
-        size = 1
-        for n in shape:
-            size *= n
-        total += size
+    total = builtins.sum(math.prod(shape) for shape in shapes)
     if flat.ndim != 1 or flat.shape[0] != total:
         raise ValueError(f"unpack: expected a 1-D tensor of {total} numbers for shapes {shapes}, "
                          f"got shape {flat.shape}")
