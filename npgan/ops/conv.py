@@ -462,10 +462,15 @@ class LinearGrad(Function):
             total = gemm(hx.data, weight.T) if hx is not None else None
             if hw is not None:
                 term = gemm(x, hw.data.T)
-                total = term if total is None else xp_of(term).add(total, term, out=total)
+                if total is None:
+                    total = term
+                else:
+                    total += term
             if hb is not None:
-                total = xp_of(gy).broadcast_to(hb.data, gy.shape) if total is None else xp_of(gy).add(
-                    total, hb.data, out=total)
+                if total is None:
+                    total = xp_of(gy).broadcast_to(hb.data, gy.shape).copy()
+                else:
+                    total += hb.data
             ggy = Tensor(self._masked(total))
         if need_w or need_x:
             g = self._masked(gy)
@@ -479,11 +484,17 @@ class LinearGrad(Function):
         act = self.activation
         mask = (lambda t: t) if act is None else (lambda t: LeakyReLUGrad(act.positive, act.slope, act.mask)(t))
         ggy = gw = gx = None
-        if need_gy:
-            total = broadcast_to(hb, gy.shape) if hb is not None else None
-            for term in (hx is not None and matmul(hx, transpose(weight)), hw is not None and matmul(x, transpose(hw))):
-                if term is not False:
-                    total = term if total is None else total + term
+        if need_gy:  # (hx W^T + x hW^T + hb) * mask, summed in the raw path's order
+            terms = []
+            if hx is not None:
+                terms.append(matmul(hx, transpose(weight)))
+            if hw is not None:
+                terms.append(matmul(x, transpose(hw)))
+            if hb is not None:
+                terms.append(broadcast_to(hb, gy.shape) if not terms else hb)
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
             ggy = mask(total)
         if need_w:
             gw = matmul(transpose(mask(gy)), hx)
