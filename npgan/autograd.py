@@ -453,7 +453,7 @@ class Function:
 
     def __call__(self, *inputs):
         # The path every op takes, a few hundred times per training step (a few thousand for an unrolled
-        # GAN's): plain loops and attribute work, the single-output case (nearly every op) first.
+        # GAN's): kept to plain loops and attribute work.
         for x in inputs:
             if not isinstance(x, Tensor):
                 like = _first_tensor(inputs)
@@ -464,32 +464,20 @@ class Function:
         if len(tensors) > 1 and backend.any_cupy_loaded():
             _check_same_device(tensors, type(self).__name__)
         outputs = self.forward(*[t.data for t in tensors])
-        record = False
+        single = not isinstance(outputs, tuple)
+        results = (_wrap(outputs),) if single else tuple([_wrap(y) for y in outputs])
         if _grad_enabled:
             for t in tensors:
-                if t.requires_grad:
-                    record = True
+                if t.requires_grad:  # record the call only when some input carries a gradient
+                    self.inputs = tensors
+                    self.needs_input_grad = tuple([t.requires_grad for t in tensors])
+                    self._outputs = [weakref.ref(r) for r in results]
+                    self._output_meta = [(r.data.shape, r.data.dtype) for r in results]
+                    for index, r in enumerate(results):
+                        r.creator, r.output_index = self, index
+                        r.requires_grad = r.data.dtype.kind == "f"  # floating outputs carry gradients
                     break
-        if not isinstance(outputs, tuple):  # one output
-            result = _wrap(outputs)
-            if record:
-                self.inputs = tensors
-                self.needs_input_grad = tuple([t.requires_grad for t in tensors])
-                self._outputs = [weakref.ref(result)]
-                self._output_meta = [(outputs.shape, outputs.dtype)]
-                result.creator = self
-                result.requires_grad = outputs.dtype.kind == "f"  # floating outputs carry gradients
-            return result
-        results = tuple([_wrap(y) for y in outputs])
-        if record:
-            self.inputs = tensors
-            self.needs_input_grad = tuple([t.requires_grad for t in tensors])
-            self._outputs = [weakref.ref(r) for r in results]
-            self._output_meta = [(y.shape, y.dtype) for y in outputs]
-            for index, r in enumerate(results):
-                r.creator, r.output_index = self, index
-                r.requires_grad = r.data.dtype.kind == "f"
-        return results
+        return results[0] if single else results
 
     def output(self, index: int = 0) -> Tensor:
         """The ``index``-th output Tensor of this call (held weakly; an error if it was freed before backward)."""
@@ -618,11 +606,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
         return (id(t.creator), t.output_index) if t.creator is not None else id(t)
 
     def accumulate(t: Tensor, g: Tensor):
+        k = key_of(t)
         if t.creator is None:
-            k = id(t)
             leaves.setdefault(k, t)
-        else:
-            k = (id(t.creator), t.output_index)
         previous = grads.get(k)
         grads[k] = g if previous is None else previous + g
 
@@ -642,13 +628,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs):
         targets = {key_of(t) for t in inputs}
         wanted = {}  # id(fn) -> for each input, whether it leads to a target; False if none does
         for fn in order:  # creators of inputs come first
-            leads = []
-            for x in fn.inputs:
-                creator = x.creator
-                if creator is None:
-                    leads.append(id(x) in targets)
-                else:
-                    leads.append((id(creator), x.output_index) in targets or bool(wanted.get(id(creator))))
+            leads = [key_of(x) in targets or (x.creator is not None and bool(wanted.get(id(x.creator))))
+                     for x in fn.inputs]
             wanted[id(fn)] = leads if True in leads else False
 
     # Gradients of non-leaf inputs are returned, so they stay in ``grads`` once used.

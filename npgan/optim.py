@@ -551,8 +551,6 @@ def detach_state(state) -> list:
     return detached
 
 
-
-
 def _flat_state(states, params, moments, members) -> dict:
     """The per-parameter states of one group as one flat state: ``step`` a list, each moment one vector.
 

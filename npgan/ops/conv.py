@@ -435,7 +435,7 @@ class LinearGrad(Function):
 
     def forward(self, *inputs):
         gy, weight, x = self._split(inputs)
-        g = self._masked(gy)
+        g = self.g = self._masked(gy)  # kept for the raw backward (the composed ops' graph held it too)
         results = []
         if weight is not None:
             results.append(gemm(g, weight))
@@ -472,10 +472,10 @@ class LinearGrad(Function):
                 else:
                     total += hb.data
             ggy = Tensor(self._masked(total))
-        if need_w or need_x:
-            g = self._masked(gy)
-            gw = Tensor(gemm(g.T, hx.data)) if need_w else None
-            gx = Tensor(gemm(g, hw.data)) if need_x else None
+        if need_w:
+            gw = Tensor(gemm(self.g.T, hx.data))
+        if need_x:
+            gx = Tensor(gemm(self.g, hw.data))
         return ggy, gw, gx
 
     def _differentiable_backward(self, hx, hw, hb):
@@ -496,10 +496,11 @@ class LinearGrad(Function):
             for term in terms[1:]:
                 total = total + term
             ggy = mask(total)
+        g = mask(gy) if need_w or need_x else None
         if need_w:
-            gw = matmul(transpose(mask(gy)), hx)
+            gw = matmul(transpose(g), hx)
         if need_x:
-            gx = matmul(mask(gy), hw)
+            gx = matmul(g, hw)
         return ggy, gw, gx
 
 
