@@ -7,7 +7,7 @@ For every Conv2d / ConvTranspose2d / Linear layer of G and D (shapes from ``npga
 layer, in npgan and in PyTorch, in this process, and prints ms and GFLOP/s (a FLOP is a multiply or an add;
 backward counts 2x the forward). The best of ``--repeats`` runs is shown: a per-layer view of where npgan
 is slower or faster than PyTorch, to read next to ``npgan bench --profile``. Both libraries run in this one
-process, so both get npgan's malloc policy (``npgan/memory.py``; ``NPGAN_MALLOC=system`` for neither).
+process, so both get npgan's malloc policy (``npgan/runtime/memory.py``; ``NPGAN_MALLOC=system`` for neither).
 """
 
 import argparse

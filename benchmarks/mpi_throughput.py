@@ -7,7 +7,7 @@ For each configuration of ``npgan/bench/`` (the same models, optimizers and step
 times the training step of the global batch (``--batch-size``, 64) run as:
     one process       npgan with ``--ranks`` BLAS threads (all the cores); with ``--one-thread`` also one
     ranks x 1 thread  ``mpiexec -n RANKS``: each rank steps on batch / RANKS samples with one BLAS thread
-                      (npgan.distributed's default on this machine), gradients averaged by one Allreduce
+                      (npgan.runtime.distributed's default on this machine), gradients averaged by one Allreduce
                       per network before each optimizer step (``DistributedOptimizer``)
     ... sync BN       the same, BatchNorm statistics over the global batch (configurations with BatchNorm)
     PyTorch           one process with ``--ranks`` threads (when PyTorch is installed)
@@ -53,8 +53,8 @@ def worker(args) -> None:
     """Time ``args.steps`` steps of one variant and print one JSON line (rank 0 under MPI)."""
     import threadpoolctl  # noqa: PLC0415
 
-    from npgan import distributed  # noqa: PLC0415
-    from npgan.threads import blas_libraries  # noqa: PLC0415
+    from npgan.runtime import distributed  # noqa: PLC0415
+    from npgan.runtime.threads import blas_libraries  # noqa: PLC0415
 
     comm = distributed.world()  # under mpiexec: also sets (cores / ranks) BLAS threads
     if comm.size == 1:
@@ -167,7 +167,7 @@ def run_variant(args, config, library, ranks, sync_bn, threads, steps) -> dict:
     if library == INDEPENDENT:
         return run_independent(args, config, ranks, steps)
     env = worker_environment()
-    if library == "torch":  # PyTorch with malloc as its users have it (npgan/memory.py), as in npgan bench
+    if library == "torch":  # PyTorch with malloc as its users have it (npgan/runtime/memory.py), as in npgan bench
         env["NPGAN_MALLOC"] = "system"
     command = worker_command(args, config, library, threads, sync_bn, steps)
     if ranks > 1:

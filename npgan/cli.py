@@ -285,9 +285,9 @@ def _refuse_resume(err, out) -> int:
 
 
 def cmd_train(args) -> int:
-    from npgan import distributed, runlock  # noqa: PLC0415
     from npgan.gan.trainer import UNROLL_MODELS  # noqa: PLC0415
-    from npgan.interrupt import raise_on_signal  # noqa: PLC0415
+    from npgan.runtime import distributed, runlock  # noqa: PLC0415
+    from npgan.runtime.interrupt import raise_on_signal  # noqa: PLC0415
 
     if args.unroll and args.model not in UNROLL_MODELS:
         return _usage_error(f"--unroll is for the models {', '.join(UNROLL_MODELS)}, not {args.model}")
@@ -482,7 +482,8 @@ def cmd_info(args) -> int:
     import platform  # noqa: PLC0415
 
     import npgan  # noqa: PLC0415
-    from npgan import backend, memory, threads  # noqa: PLC0415
+    from npgan import backend  # noqa: PLC0415
+    from npgan.runtime import memory, threads  # noqa: PLC0415
 
     print(f"npgan {npgan.__version__}, Python {platform.python_version()}, NumPy {np.__version__}")
     for pool in threads.blas_libraries():
@@ -505,7 +506,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _signal_name(signum) -> str:
-    from npgan.interrupt import signal_name  # noqa: PLC0415
+    from npgan.runtime.interrupt import signal_name  # noqa: PLC0415
 
     return signal_name(signum)
 

@@ -14,8 +14,8 @@ import numpy as np
 
 import npgan
 import npgan.viz
-from npgan import distributed
 from npgan.gan.trainer import TrainConfig, Trainer
+from npgan.runtime import distributed
 
 
 def config(out, model, steps, batch, sync=False, **extra):

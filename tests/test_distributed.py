@@ -1,4 +1,4 @@
-"""npgan.distributed: a world of one process without MPI, and data-parallel training under ``mpiexec -n 2``.
+"""npgan.runtime.distributed: a world of one process without MPI, and data-parallel training under ``mpiexec -n 2``.
 
 The MPI tests start ``mpiexec -n N python tests/distributed_worker.py ...`` and skip, saying why, where
 mpiexec or mpi4py is missing (``pip install "npgan[mpi]"`` brings both; .ci/run installs them).
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import distributed, threads
 from npgan.checkpoint import load_checkpoint
 from npgan.gan.trainer import TrainConfig, Trainer
+from npgan.runtime import distributed, threads
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = str(ROOT / "tests" / "distributed_worker.py")

@@ -17,7 +17,7 @@ from npgan.checkpoint import load_checkpoint
 from npgan.cli import main
 from npgan.gan import TrainConfig, Trainer
 from npgan.gan.trainer import TrainingInterrupted
-from npgan.interrupt import Interrupted, StepAbandoned, StopOnSignal, raise_on_signal
+from npgan.runtime.interrupt import Interrupted, StepAbandoned, StopOnSignal, raise_on_signal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_FLAGS = ["--dataset", "ring8", "--hidden", "8", "--nz", "4", "--batch-size", "16", "--no-metrics", "--quiet"]
@@ -187,7 +187,7 @@ def test_an_abandoned_step_exits_with_the_signal_status_and_names_the_kept_check
 
 
 def test_before_the_loop_sigterm_raises_so_the_lock_is_released_on_the_way_out(tmp_path):
-    from npgan import runlock
+    from npgan.runtime import runlock
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted) as err:

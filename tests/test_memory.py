@@ -1,4 +1,4 @@
-"""npgan's malloc policy (npgan/memory.py): a step's temporary arrays reuse freed memory instead of fresh
+"""npgan's malloc policy (npgan/runtime/memory.py): a step's temporary arrays reuse freed memory instead of fresh
 pages from the kernel; NPGAN_MALLOC=system leaves malloc alone; bad values are named."""
 
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from npgan import memory
+from npgan.runtime import memory
 
 # Eight 256 KB arrays made, written and freed, fifty times over, as a toy step's temporaries are; the page
 # faults of the last forty rounds per round. Printed by a fresh interpreter, so the policy is the one set on
@@ -59,6 +59,6 @@ def test_a_bad_choice_names_the_variable_and_the_choices():
 
 def test_system_choice_is_reported():
     env = dict(os.environ, NPGAN_MALLOC="system")
-    code = "from npgan import memory; print(memory.describe())"
+    code = "from npgan.runtime import memory; print(memory.describe())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "malloc as the C library set it (NPGAN_MALLOC=system)"

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from npgan import runlock
 from npgan.cli import main
 from npgan.gan import TrainConfig, Trainer
+from npgan.runtime import runlock
 
 TOY = ["gan", "--dataset", "ring8", "--hidden", "8", "--nz", "4", "--batch-size", "16", "--no-metrics", "--quiet"]
 

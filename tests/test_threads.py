@@ -1,4 +1,4 @@
-"""npgan's BLAS thread policy (npgan/threads.py): small products on one thread, larger ones on the CPUs other
+"""npgan's BLAS thread policy (npgan/runtime/threads.py): small products on one thread, larger ones on the CPUs other
 processes leave free, an override, clear errors."""
 
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import threads
+from npgan.runtime import threads
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 

@@ -14,10 +14,10 @@ import sys
 import tempfile
 import time
 
-from npgan import threads as blas_threads
 from npgan.bench.measure import PeakMemory, _sync_for, matmul_peak, time_steps
 from npgan.bench.profile import _profile
 from npgan.bench.steps import npgan_steps, torch_steps
+from npgan.runtime import threads as blas_threads
 
 
 def _limit_threads(threads: int):

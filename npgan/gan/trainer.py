@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, distributed, nn, optim, runlock
+from npgan import backend, nn, optim
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -43,7 +43,8 @@ from npgan.gan.models import (
     MLPGenerator,
     dcgan_init_,
 )
-from npgan.interrupt import StopOnSignal, exit_status, signal_name
+from npgan.runtime import distributed, runlock
+from npgan.runtime.interrupt import StopOnSignal, exit_status, signal_name
 
 MODELS = ("gan", "dcgan", "wgan", "wgan-gp", "cgan")
 UNROLL_MODELS = ("gan", "dcgan", "cgan")  # the models whose G can be trained against an unrolled D
@@ -406,7 +407,7 @@ class Trainer:
         config.validate()
         self.config = config
         self.variant = variant_for(config.model, config.dataset in TOY_DATASETS)
-        # Data parallel over MPI (npgan.distributed): each rank trains on its shard of every global batch.
+        # Data parallel over MPI (npgan.runtime.distributed): each rank trains on its shard of every global batch.
         self.comm = comm if comm is not None else distributed.world()
         self._check_shards()
         self.progress = progress and self.comm.is_main
@@ -820,9 +821,9 @@ class Trainer:
     def train(self, steps: int | None = None, handle_signals: bool = False) -> dict:
         """Train until ``steps`` (default: the config's total) generator steps are done; returns a summary.
 
-        The output directory is locked for the run (``npgan.runlock``): a second run into it is refused.
+        The output directory is locked for the run (``npgan.runtime.runlock``): a second run into it is refused.
         With ``handle_signals`` (what ``npgan train`` does), SIGINT and SIGTERM finish the step in progress,
-        write a checkpoint of it and raise ``TrainingInterrupted`` (see ``npgan.interrupt``); without it (the
+        write a checkpoint of it and raise ``TrainingInterrupted`` (see ``npgan.runtime.interrupt``); without it (the
         default for library use) signals keep their usual meaning: Ctrl-C raises ``KeyboardInterrupt``
         wherever the loop is, and the last periodic checkpoint is what remains.
         """

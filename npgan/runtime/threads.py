@@ -21,7 +21,7 @@ The policy (``NPGAN_NUM_THREADS`` unset or ``auto``) looks at the product's size
 - Where the load cannot be read (no ``/proc/stat``: not Linux), the size rule alone decides, with the larger
   threshold ``BLIND_SMALL_GEMM_MACS``: a toy MLP's products on one thread, the convolutions' on all.
 
-``NPGAN_NUM_THREADS=N`` (or ``npgan.threads.set_num_threads(N)``) runs every product on N threads instead.
+``NPGAN_NUM_THREADS=N`` (or ``npgan.runtime.threads.set_num_threads(N)``) runs every product on N threads instead.
 The thread count is set through threadpoolctl, and only when it changes from one product to the next
 (a ctypes call of ~2 us); the load is read at most once per ``LOAD_WINDOW`` (~30 us). This is a CPU
 decision: on CuPy arrays ``gemm`` never calls it.

@@ -30,7 +30,7 @@ from npgan import backend
 from npgan.autograd import Tensor, is_grad_enabled
 from npgan.nn.layers import _BatchNorm
 from npgan.ops.norm import BatchNorm, _from_rows, _rowdot, _to_rows
-from npgan.threads import usable_cpus
+from npgan.runtime.threads import usable_cpus
 
 __all__ = [
     "Communicator", "DistributedOptimizer", "SyncBatchNorm", "abort_on_error", "convert_sync_batchnorm",
