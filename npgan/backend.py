@@ -87,14 +87,17 @@ def check_device(device) -> str:
 
 
 def asnumpy(array):
-    """A NumPy copy of ``array`` (a no-op for NumPy arrays). The only way data leaves the GPU."""
+    """``array`` as a NumPy array: a CuPy array is copied to the host (the only way data leaves the GPU), a NumPy
+    array is returned as it is, anything else goes through ``numpy.asarray``."""
     if is_cupy_array(array):
         return array.get()
     return numpy.asarray(array)
 
 
 def to_device(array, device):
-    """Move ``array`` to ``'cpu'`` or ``'cuda'``; returns the same array when it is already there."""
+    """``array`` (an array, or anything ``numpy.asarray`` takes) as an array of ``device``: a NumPy array for
+    ``'cpu'`` (``asnumpy``), a CuPy array for ``'cuda'`` (``cupy.asarray``, copied from the host). An array that
+    is already on ``device`` comes back without a copy."""
     device = check_device(device)
     if device == "cpu":
         return asnumpy(array)
@@ -128,6 +131,35 @@ def as_strided(array, shape, strides):
     if is_cupy_array(array):
         return _cupy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides)
     return numpy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, writeable=False)
+
+
+# -- matrix products ---------------------------------------------------------------------------------
+# The one place where tuning outside the engine may act on a product: ``npgan.runtime.enable()`` installs its
+# BLAS thread policy here. Without a hook (``import npgan`` alone) a product is just ``xp.matmul``.
+
+_gemm_hook = None
+
+
+def set_gemm_hook(hook) -> None:
+    """Call ``hook(m, k, n)`` before every (m x k) @ (k x n) product ``matmul`` computes on NumPy arrays (never on
+    CuPy's); ``None`` removes it."""
+    global _gemm_hook
+    if hook is not None and not callable(hook):
+        raise TypeError(f"set_gemm_hook: hook must be a function of (m, k, n) or None, got {type(hook).__name__}")
+    _gemm_hook = hook
+
+
+def gemm_hook():
+    """The hook ``set_gemm_hook`` installed, or None."""
+    return _gemm_hook
+
+
+def matmul(a, b, out=None):
+    """The product of 2-D arrays ``a @ b`` (into ``out`` when given); on the CPU the gemm hook runs first."""
+    xp = get_array_module(a, b)
+    if _gemm_hook is not None and xp is numpy:
+        _gemm_hook(a.shape[0], a.shape[1], b.shape[1])
+    return xp.matmul(a, b, out=out)
 
 
 def is_array(obj) -> bool:

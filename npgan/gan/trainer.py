@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, nn, optim
+from npgan import backend, nn, optim, runtime
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -825,8 +825,10 @@ class Trainer:
         With ``handle_signals`` (what ``npgan train`` does), SIGINT and SIGTERM finish the step in progress,
         write a checkpoint of it and raise ``TrainingInterrupted`` (see ``npgan.runtime.interrupt``); without it (the
         default for library use) signals keep their usual meaning: Ctrl-C raises ``KeyboardInterrupt``
-        wherever the loop is, and the last periodic checkpoint is what remains.
+        wherever the loop is, and the last periodic checkpoint is what remains. The machine tuning is switched
+        on first (``npgan.runtime.enable()``: BLAS thread policy, malloc policy), as ``npgan train`` does.
         """
+        runtime.enable()
         paths = self.paths()
         stop = StopOnSignal() if handle_signals else None
         lock = runlock.run_lock(paths["out"]) if self.comm.is_main else contextlib.nullcontext()  # MPI: rank 0's
