@@ -8,7 +8,7 @@ by side each take several times as long as one alone, where two cores allow twic
 The policy (``NPGAN_NUM_THREADS`` unset or ``auto``) looks at the product's size and at the machine's load:
 
 - a product with fewer than ``SMALL_GEMM_MACS`` multiply-adds (m x k x n) runs on **one** thread: a second
-  one gains nothing on it (benchmarks/REFERENCE.md, "BLAS threads");
+  one gains nothing on it (benchmarks/REFERENCE.md, "Small networks, BLAS threads and runs side by side");
 - a larger product runs on as many threads as there are **free CPUs**: the CPUs this process may run on,
   less the CPU time other processes took on them over the last ``LOAD_WINDOW`` seconds (``/proc/stat``,
   minus this process's own time), at most the threads BLAS started with (all cores, or
@@ -36,7 +36,7 @@ from npgan import backend
 
 ENV_VAR = "NPGAN_NUM_THREADS"
 # Products below this many multiply-adds run on one thread whatever the load: below it a second thread made
-# them slower, above it faster (benchmarks/REFERENCE.md, "BLAS threads").
+# them slower, above it faster (benchmarks/REFERENCE.md, "Small networks, BLAS threads and runs side by side").
 SMALL_GEMM_MACS = 2**23
 # Without a view of the load: products below this on one thread, so that a toy MLP's (2^24 at 256 units,
 # batch 256) stay on one core and runs side by side do not collapse; dcgan-32's convolutions (10^8) on all.
