@@ -7,7 +7,8 @@ For every Conv2d / ConvTranspose2d / Linear layer of G and D (shapes from ``npga
 layer, in npgan and in PyTorch, in this process, and prints ms and GFLOP/s (a FLOP is a multiply or an add;
 backward counts 2x the forward). The best of ``--repeats`` runs is shown: a per-layer view of where npgan
 is slower or faster than PyTorch, to read next to ``npgan bench --profile``. Both libraries run in this one
-process, so both get npgan's malloc policy (``npgan/runtime/memory.py``; ``NPGAN_MALLOC=system`` for neither).
+process with npgan's runtime switched on (``npgan.runtime.enable()``), so both get npgan's malloc policy
+(``npgan/runtime/memory.py``; ``NPGAN_MALLOC=system`` for neither).
 """
 
 import argparse
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import npgan  # noqa: E402
 import npgan.functional as F  # noqa: E402
+import npgan.runtime  # noqa: E402
 from npgan import bench  # noqa: E402
 
 
@@ -80,6 +82,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: all)")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    npgan.runtime.enable()  # npgan's products as npgan runs them: its BLAS thread and malloc policies
     if args.threads:
         try:
             import threadpoolctl  # noqa: PLC0415

@@ -53,12 +53,15 @@ def worker(args) -> None:
     """Time ``args.steps`` steps of one variant and print one JSON line (rank 0 under MPI)."""
     import threadpoolctl  # noqa: PLC0415
 
+    from npgan import runtime  # noqa: PLC0415
     from npgan.runtime import distributed  # noqa: PLC0415
     from npgan.runtime.threads import blas_libraries  # noqa: PLC0415
 
     comm = distributed.world()  # under mpiexec: also sets (cores / ranks) BLAS threads
     if comm.size == 1:
         threadpoolctl.threadpool_limits(limits=args.threads)
+    if args.library != "torch":  # npgan as npgan train runs it (after the thread cap, which the policy starts from)
+        runtime.enable()
     local_batch = args.batch_size // comm.size
     sync = {"seconds": 0.0, "calls": 0}
     allreduce_sum_ = comm.allreduce_sum_
@@ -167,8 +170,6 @@ def run_variant(args, config, library, ranks, sync_bn, threads, steps) -> dict:
     if library == INDEPENDENT:
         return run_independent(args, config, ranks, steps)
     env = worker_environment()
-    if library == "torch":  # PyTorch with malloc as its users have it (npgan/runtime/memory.py), as in npgan bench
-        env["NPGAN_MALLOC"] = "system"
     command = worker_command(args, config, library, threads, sync_bn, steps)
     if ranks > 1:
         command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks)] + command

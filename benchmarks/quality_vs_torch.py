@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from npgan import runtime
 from npgan.data import load_dataset
 from npgan.gan import TrainConfig, Trainer
 from npgan.gan.metrics import image_metrics
@@ -94,6 +95,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per library and seed")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    runtime.enable()  # before either library runs: both train under npgan's malloc policy, as npgan train does
     rows, with_torch = [], True
     for seed in args.seed:
         samples, seconds = npgan_dcgan(args.steps, args.batch_size, args.ngf, args.ndf, args.nz, seed)

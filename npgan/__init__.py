@@ -1,4 +1,8 @@
-"""npgan: a minimal, readable autodiff framework on NumPy and CuPy for training GANs."""
+"""npgan: a minimal, readable autodiff framework on NumPy and CuPy for training GANs.
+
+Importing it changes no process-wide setting; the machine tuning (BLAS threads, malloc) is switched on by
+``npgan.runtime.enable()``, which the ``npgan`` command and ``Trainer.train()`` call.
+"""
 
 from npgan import functional  # noqa: F401  (installs Tensor's operators)
 from npgan.autograd import (
@@ -24,11 +28,8 @@ from npgan.autograd import (
 from npgan.backend import cupy_available, get_rng_state, manual_seed, set_rng_state
 from npgan.functional import cat, concatenate, stack, where
 from npgan.gradcheck import gradcheck, gradgradcheck
-from npgan.runtime import memory as _memory
 
 __version__ = "0.1.0"
-
-_memory.setup()  # the step's temporary arrays reuse freed memory (npgan/runtime/memory.py; NPGAN_MALLOC=system: off)
 
 __all__ = [
     "Function", "Tensor", "as_tensor", "cat", "concatenate", "cupy_available", "enable_grad", "full",

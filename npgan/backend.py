@@ -7,6 +7,8 @@ same code runs on both. What differs between the two libraries lives here and on
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 
 DEFAULT_DTYPE = numpy.float32
@@ -87,14 +89,17 @@ def check_device(device) -> str:
 
 
 def asnumpy(array):
-    """A NumPy copy of ``array`` (a no-op for NumPy arrays). The only way data leaves the GPU."""
+    """``array`` as a NumPy array: a CuPy array is copied to the host (the only way data leaves the GPU), a NumPy
+    array is returned as it is, anything else goes through ``numpy.asarray``."""
     if is_cupy_array(array):
         return array.get()
     return numpy.asarray(array)
 
 
 def to_device(array, device):
-    """Move ``array`` to ``'cpu'`` or ``'cuda'``; returns the same array when it is already there."""
+    """``array`` (an array, or anything ``numpy.asarray`` takes) as an array of ``device``: a NumPy array for
+    ``'cpu'`` (``asnumpy``), a CuPy array for ``'cuda'`` (``cupy.asarray``, copied from the host). An array that
+    is already on ``device`` comes back without a copy."""
     device = check_device(device)
     if device == "cpu":
         return asnumpy(array)
@@ -130,6 +135,35 @@ def as_strided(array, shape, strides):
     return numpy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, writeable=False)
 
 
+# -- matrix products ---------------------------------------------------------------------------------
+# The one place where tuning outside the engine may act on a product: ``npgan.runtime.enable()`` installs its
+# BLAS thread policy here. Without a hook (``import npgan`` alone) a product is just ``xp.matmul``.
+
+_gemm_hook = None
+
+
+def set_gemm_hook(hook) -> None:
+    """Call ``hook(m, k, n)`` before every (m x k) @ (k x n) product ``matmul`` computes on NumPy arrays (never on
+    CuPy's); ``None`` removes it."""
+    global _gemm_hook
+    if hook is not None and not callable(hook):
+        raise TypeError(f"set_gemm_hook: hook must be a function of (m, k, n) or None, got {type(hook).__name__}")
+    _gemm_hook = hook
+
+
+def gemm_hook():
+    """The hook ``set_gemm_hook`` installed, or None."""
+    return _gemm_hook
+
+
+def matmul(a, b, out=None):
+    """The product of 2-D arrays ``a @ b`` (into ``out`` when given); on the CPU the gemm hook runs first."""
+    xp = get_array_module(a, b)
+    if _gemm_hook is not None and xp is numpy:
+        _gemm_hook(a.shape[0], a.shape[1], b.shape[1])
+    return xp.matmul(a, b, out=out)
+
+
 def is_array(obj) -> bool:
     return isinstance(obj, numpy.ndarray) or is_cupy_array(obj)
 
@@ -161,46 +195,28 @@ def manual_seed(seed: int) -> None:
 
 
 def host_rng() -> numpy.random.Generator:
-    return _host_rng
+    """The generator npgan draws from: the host generator, or the one of an enclosing ``random_source``."""
+    return _source or _host_rng
 
 
-class _Shard:
-    """Which shard of a global batch this process computes (data parallel over MPI): (count, index)."""
-
-    count, index = 1, 0
+# Inside ``random_source(gen)`` npgan's draws come from ``gen``; None: from ``_host_rng``.
+_source = None
 
 
-class batch_shard:
-    """``with backend.batch_shard(count, index):`` per-sample random numbers drawn inside the nets (dropout
-    masks, layer noise: ``per_sample``) are drawn for the global batch of ``count`` shards, and this process
-    keeps shard ``index``: N MPI ranks then use the numbers one process would, and their generators stay in
-    step. The trainer enters it around each training step under MPI; (1, 0) is one process."""
-
-    def __init__(self, count: int, index: int):
-        self.shard = (int(count), int(index))
-
-    def __enter__(self):
-        self.saved = (_Shard.count, _Shard.index)
-        _Shard.count, _Shard.index = self.shard
-        return self
-
-    def __exit__(self, *exc):
-        _Shard.count, _Shard.index = self.saved
-        return False
-
-
-def shard_rows(array, count: int, index: int):
-    """Shard ``index`` of ``count`` equal shards of ``array`` along its first dimension (the batch)."""
-    n = array.shape[0] // count
-    return array[index * n:(index + 1) * n]
-
-
-def per_sample(draw, shape):
-    """``draw(shape)``, random numbers for a batch of ``shape[0]`` samples; inside ``batch_shard(count, index)``
-    drawn for ``count`` times the samples, of which this shard's rows are returned."""
-    if _Shard.count == 1 or not shape:
-        return draw(shape)
-    return shard_rows(draw((shape[0] * _Shard.count,) + tuple(shape[1:])), _Shard.count, _Shard.index)
+@contextlib.contextmanager
+def random_source(generator):
+    """``with backend.random_source(gen):`` the random numbers npgan draws inside the block (``host_rng()``,
+    ``random_normal``, ``random_uniform``: noise, dropout masks, ``npgan.randn``) come from ``gen`` instead of
+    npgan's host generator; a draw given its own ``rng`` keeps it. ``gen`` offers the NumPy Generator methods
+    npgan calls (``random``, ``standard_normal``, ``uniform``, ``integers``). Seeding and the checkpointed state
+    (``manual_seed``, ``get_rng_state``) stay with the host generator. ``npgan.runtime.distributed`` uses it to
+    give each MPI rank its rows of the numbers one process draws."""
+    global _source
+    saved, _source = _source, generator
+    try:
+        yield generator
+    finally:
+        _source = saved
 
 
 def get_rng_state() -> dict:
@@ -217,12 +233,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def random_normal(shape, dtype=DEFAULT_DTYPE, device="cpu", rng=None):
-    rng = rng or _host_rng
+    rng = rng or _source or _host_rng
     return to_device(rng.standard_normal(shape, dtype=numpy.float32).astype(dtype, copy=False), device)
 
 
 def random_uniform(shape, low=0.0, high=1.0, dtype=DEFAULT_DTYPE, device="cpu", rng=None):
-    rng = rng or _host_rng
+    rng = rng or _source or _host_rng
     sample = rng.random(shape, dtype=numpy.float32) * (high - low) + low
     return to_device(sample.astype(dtype, copy=False), device)
 

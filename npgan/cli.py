@@ -514,6 +514,8 @@ def _signal_name(signum) -> str:
 def main(argv=None) -> int:
     import warnings  # noqa: PLC0415
 
+    from npgan import runtime  # noqa: PLC0415
+
     warnings.showwarning = _show_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own flags (--configs, --threads, ...) belong to npgan.bench's parser
@@ -526,6 +528,7 @@ def main(argv=None) -> int:
         args.given = _given_options(parser, argv)
     commands = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate, "info": cmd_info}
     try:
+        runtime.enable()  # every command runs with npgan's machine tuning: BLAS thread and malloc policies
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if os.environ.get("NPGAN_DEBUG"):

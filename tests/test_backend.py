@@ -188,17 +188,21 @@ def test_second_order_gradients_of_float32_stay_float32():
     assert g.dtype == np.float32 and gg.dtype == np.float32
 
 
-def test_inside_a_batch_shard_per_sample_draws_are_this_shards_rows_of_the_global_batch():
+def test_inside_random_source_npgans_draws_come_from_the_given_generator_and_its_state_is_untouched():
     npgan.manual_seed(3)
-    whole_mask = F.dropout(npgan.ones(6, 5), 0.5).numpy()
-    whole_noise = backend.per_sample(lambda shape: backend.random_normal(shape), (6, 2))
-    for index in range(3):
-        npgan.manual_seed(3)
-        with backend.batch_shard(3, index):
-            mask = F.dropout(npgan.ones(2, 5), 0.5).numpy()
-            noise = backend.per_sample(lambda shape: backend.random_normal(shape), (2, 2))
-        np.testing.assert_array_equal(mask, whole_mask[2 * index:2 * index + 2])
-        np.testing.assert_array_equal(noise, whole_noise[2 * index:2 * index + 2])
-    asked = []
-    backend.per_sample(lambda shape: asked.append(shape) or np.zeros(shape), (4, 1))
-    assert asked == [(4, 1)]  # outside the block: one shard again, the draw is the batch's own
+    state = npgan.get_rng_state()
+    other = np.random.default_rng(11)
+    with backend.random_source(other) as source:
+        assert source is other and backend.host_rng() is other
+        inside = (npgan.randn(2, 3).numpy(), F.dropout(npgan.ones(4, 5), 0.5).numpy())
+        assert npgan.get_rng_state() == state  # the host generator did not move
+        own = backend.random_normal((2,), rng=np.random.default_rng(5))  # a draw given its rng keeps it
+    np.testing.assert_array_equal(own, np.random.default_rng(5).standard_normal(2, dtype=np.float32))
+    expected = np.random.default_rng(11)
+    np.testing.assert_array_equal(inside[0], expected.standard_normal((2, 3), dtype=np.float32))
+    np.testing.assert_array_equal(inside[1], (expected.random((4, 5), dtype=np.float32) >= 0.5) * 2.0)
+    assert backend.host_rng() is not other  # outside the block: the host generator again
+    npgan.set_rng_state(state)
+    first = npgan.randn(3).numpy()
+    npgan.manual_seed(3)
+    np.testing.assert_array_equal(first, npgan.randn(3).numpy())

@@ -170,6 +170,63 @@ def test_sync_batchnorm_in_a_world_of_one_is_batchnorm():
     np.testing.assert_array_equal(synced(npgan.tensor(x)).data, plain(npgan.tensor(x)).data)
 
 
+class Shard:
+    """What batch_shard reads of a communicator: rank ``rank`` of ``size``."""
+
+    def __init__(self, size, rank):
+        self.size, self.rank = size, rank
+
+
+def draws(batch):
+    """Every kind of draw a training step makes, for ``batch`` samples, from npgan's generator."""
+    rng = npgan.backend.host_rng()
+    return [npgan.randn(batch, 2).numpy(), npgan.rand(batch, 1, 1, 1).numpy(),
+            npgan.functional.dropout(npgan.ones(batch, 5), 0.5).numpy(),
+            npgan.nn.GaussianNoise(1.0)(npgan.zeros(batch, 3)).numpy(),
+            rng.integers(0, 10, size=batch), rng.uniform(0.7, 1.2, batch), rng.random(batch) < 0.2,
+            np.asarray(rng.standard_normal())]  # one number: every rank's alike
+
+
+def test_inside_batch_shard_each_draw_is_this_ranks_rows_of_the_global_batch():
+    npgan.manual_seed(3)
+    whole = draws(6)
+    after = npgan.randn(2).numpy()
+    for rank in range(3):
+        npgan.manual_seed(3)
+        with distributed.batch_shard(Shard(3, rank)):
+            shard = draws(2)
+        for got, expected in zip(shard[:-1], whole[:-1]):
+            np.testing.assert_array_equal(got, expected[2 * rank:2 * rank + 2])
+        np.testing.assert_array_equal(shard[-1], whole[-1])
+        np.testing.assert_array_equal(npgan.randn(2).numpy(), after)  # the generator moved as one process's
+
+
+def test_batch_shard_in_a_world_of_one_and_outside_it_draws_as_ever():
+    npgan.manual_seed(4)
+    plain = draws(4)
+    npgan.manual_seed(4)
+    with distributed.batch_shard(distributed.Communicator()):
+        assert npgan.backend.host_rng() is npgan.backend._host_rng
+        alone = draws(4)
+    for a, b in zip(plain, alone):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_shard_refuses_draws_it_cannot_split_by_rows():
+    with distributed.batch_shard(Shard(2, 1)):
+        with pytest.raises(AttributeError, match="'permutation' cannot be split"):
+            npgan.backend.host_rng().permutation(8)
+        with pytest.raises(ValueError, match="uniform's low must be a number"):
+            npgan.backend.host_rng().uniform(np.zeros(4), 1.0, 4)
+    with pytest.raises(ValueError, match=r"index must be in \[0, 2\), got 2"):
+        distributed.ShardedGenerator(np.random.default_rng(0), 2, 2)
+
+
+def test_shard_rows_gives_each_of_count_shards_its_rows():
+    rows = np.arange(12).reshape(6, 2)
+    assert [distributed.shard_rows(rows, 3, i)[:, 0].tolist() for i in range(3)] == [[0, 2], [4, 6], [8, 10]]
+
+
 def test_a_global_batch_that_does_not_divide_by_the_ranks_is_refused_naming_both():
     comm = distributed.Communicator()
     comm.size = 3  # the check comes before any collective

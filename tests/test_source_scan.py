@@ -94,3 +94,71 @@ def test_the_scan_ignores_the_backend_and_lookalike_names(tmp_path):
     path.write_text("from npgan import backend\nimport numbers\nfrom . import numpy_helpers\n"
                     "xp = backend.get_array_module\n")
     assert forbidden_imports(path) == []
+
+
+# -- the engine does not reach into the runtime -------------------------------------------------------------
+# The machine tuning (npgan/runtime/) sits outside the engine: the engine never imports it, so ``import npgan``
+# changes no process-wide setting and a learner reading an op never lands in thread or malloc policies.
+
+RUNTIME_FREE = ("autograd.py", "backend.py", "functional.py", "gradcheck.py", "optim.py", "reference.py", "ops/",
+                "nn/")
+
+
+def runtime_imports(path: Path, package: str = "npgan"):
+    """(line, module) for every import of npgan.runtime (or of one of its modules) in ``path``, absolute or
+    relative; ``package`` is the dotted package that holds ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            modules = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+              in ("__import__", "import_module") and node.args and isinstance(node.args[0], ast.Constant)):
+            modules = [str(node.args[0].value)]
+        else:
+            continue
+        for name in modules:
+            if name == "npgan.runtime" or name.startswith("npgan.runtime."):
+                found.append((node.lineno, name))
+                break
+    return found
+
+
+def test_no_engine_module_imports_the_runtime():
+    sources = [p for p in sorted(PACKAGE.rglob("*.py")) if p.relative_to(PACKAGE).as_posix().startswith(RUNTIME_FREE)]
+    assert any(p.name == "core.py" for p in sources) and any(p.name == "backend.py" for p in sources)
+    offences = []
+    for path in sources:
+        relative = path.relative_to(PACKAGE)
+        package = ".".join(("npgan",) + relative.parent.parts)
+        offences += [f"npgan/{relative.as_posix()}:{line} imports {name}"
+                     for line, name in runtime_imports(path, package)]
+    assert not offences, ("the engine must not import npgan.runtime (tuning is opt-in, at the edge):\n"
+                          + "\n".join(offences))
+
+
+@pytest.mark.parametrize("source, package", [
+    ("from npgan.runtime import threads", "npgan.ops"),
+    ("import npgan.runtime.memory", "npgan"),
+    ("from npgan import runtime", "npgan.nn"),
+    ("from ..runtime import threads", "npgan.ops"),
+    ("from . import runtime", "npgan"),
+    ("def f():\n    from npgan.runtime.threads import before_gemm", "npgan"),
+    ("import importlib\nimportlib.import_module('npgan.runtime.threads')", "npgan"),
+])
+def test_the_runtime_scan_finds_every_spelling_of_an_import(tmp_path, source, package):
+    path = tmp_path / "module.py"
+    path.write_text(source + "\n")
+    assert runtime_imports(path, package), f"missed: {source!r}"
+
+
+def test_the_runtime_scan_ignores_other_imports(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text("from npgan import backend\nfrom npgan.autograd import Tensor\nfrom . import ops\nimport runtime\n")
+    assert runtime_imports(path, "npgan") == []

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import npgan
+from npgan import backend
 from npgan.runtime import threads
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -17,15 +18,19 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 
 @pytest.fixture
 def fresh_policy(monkeypatch):
-    """A policy read afresh from the environment, and the process's own one (and BLAS threads) restored."""
+    """A policy read afresh from the environment and installed as the gemm hook (as ``npgan.runtime.enable()``
+    does), and the process's own one (its hook, BLAS threads) restored after the test."""
     saved = dict(vars(threads._State))
+    hook = backend.gemm_hook()
     blas_before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
     monkeypatch.setattr(threads._State, "ready", False)
     monkeypatch.setattr(threads._State, "fixed", None)
     monkeypatch.setattr(threads._State, "current", None)
     for key, value in dict(next_look=0.0, last=None, free=None, readable=True).items():
         monkeypatch.setattr(threads._Load, key, value)
+    threads.install()
     yield threads
+    backend.set_gemm_hook(hook)
     for key, value in saved.items():
         if not key.startswith("__"):
             setattr(threads._State, key, value)
@@ -154,6 +159,20 @@ def test_a_product_sets_blas_threads_only_when_the_count_changes(fresh_policy, m
     threads.set_num_threads("auto")
     npgan.ops.core.gemm(x.data, x.data)  # 512 multiply-adds: one thread under the size rule
     assert blas_threads()[0] == 1
+
+
+def test_without_the_runtime_a_product_leaves_blas_threads_alone(fresh_policy):
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library")
+    x = npgan.randn(8, 8)
+    threads.set_num_threads("auto")
+    npgan.ops.core.gemm(x.data, x.data)  # installed: 512 multiply-adds go to one thread
+    assert blas_threads()[0] == 1
+    threads.uninstall()
+    assert backend.gemm_hook() is None and "off" in threads.describe()
+    threadpoolctl.threadpool_limits(limits=2, user_api="blas")
+    (x @ x).sum()  # MatMul without the runtime: BLAS keeps the count it has
+    assert blas_threads()[0] == 2
 
 
 def test_set_num_threads_rejects_a_bad_count(fresh_policy):

@@ -1,4 +1,4 @@
-"""The benchmark configurations' networks (``BENCHMARKS.md``): npgan's models and their PyTorch copies.
+"""The benchmark configurations' networks (``benchmarks/README.md``): npgan's models and their PyTorch copies.
 
 ``build_models`` builds npgan's G and D of a configuration from ``npgan.gan.models``; ``torch_models`` builds
 the PyTorch reference models layer by layer from them and loads npgan's weights with ``strict=True``, so the
@@ -23,13 +23,13 @@ MLP_CONFIGS = ("gan-mlp",) + TOY_CONFIGS
 
 
 def default_batch_size(config: str) -> int:
-    """BENCHMARKS.md's batch: 256 points for the 2-D toys, 64 images otherwise."""
+    """The batch of benchmarks/README.md: 256 points for the 2-D toys, 64 images otherwise."""
     return 256 if config in TOY_CONFIGS else 64
 
 
 def default_steps(config: str) -> int:
-    """Timed steps per row: 20, and 200 for the 2-D toys, whose 5 ms steps would give 25 ms rounds at 20 (too
-    short for a median that holds still on a shared machine)."""
+    """Timed steps per row: 20, and 200 for the 2-D toys, whose steps are so short that 20 of them, split into
+    rounds, would be too brief for a median that holds still on a shared machine."""
     return 200 if config in TOY_CONFIGS else 20
 
 

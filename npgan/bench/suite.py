@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from npgan import runtime
 from npgan.bench.flops import step_flops
 from npgan.bench.models import CONFIGS, PHASES, default_batch_size, default_steps
 from npgan.bench.report import (
@@ -28,7 +29,7 @@ from npgan.bench.workers import _spawn, _worker_main, measure_phase
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="npgan bench",
-        description="Time GAN training steps in npgan and PyTorch (configurations of BENCHMARKS.md). "
+        description="Time GAN training steps in npgan and PyTorch (the configurations of benchmarks/README.md). "
                     "Tip: OPENBLAS_CORETYPE pins OpenBLAS's kernel; compare with and without it "
                     "(env -u OPENBLAS_CORETYPE ...).")
     parser.add_argument("--configs", default=",".join(CONFIGS),
@@ -160,6 +161,10 @@ def main(argv=None) -> int:
     if argv and argv[0] == "--worker":
         return _worker_main(argv[1:])
     args = parse_args(argv)
+    try:  # a bad NPGAN_MALLOC or NPGAN_NUM_THREADS stops here, not in every worker
+        runtime.enable()
+    except ValueError as err:
+        raise SystemExit(f"npgan bench: error: {err}") from None
     rows = run(args)
     combined = cpu_gpu_rows(rows) if len(args.backends) > 1 else []
     for row in combined:

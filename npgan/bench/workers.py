@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 
+from npgan import runtime
 from npgan.bench.measure import PeakMemory, _sync_for, matmul_peak, time_steps
 from npgan.bench.profile import _profile
 from npgan.bench.steps import npgan_steps, torch_steps
@@ -79,6 +80,8 @@ def run_worker(spec: dict, commands=None, answer=None) -> None:
 
 def _worker_main(argv) -> int:
     spec = json.loads(argv[0])
+    if spec.get("library") != "torch":  # npgan as its users run it; PyTorch with its process left as it is
+        runtime.enable()
     if spec.get("peak"):
         _limit_threads(spec["threads"])
         answer = {"matmul_peak": matmul_peak(spec["threads"], spec["device"]), "blas": blas_threads.blas_libraries()}
@@ -99,8 +102,6 @@ class Worker:
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
-        if spec.get("library") == "torch":  # PyTorch with malloc as its users have it, though it imports npgan
-            env["NPGAN_MALLOC"] = "system"
         self.spec = spec
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty worker never blocks
         self.proc = subprocess.Popen([sys.executable, "-m", "npgan.bench", "--worker", json.dumps(spec)], env=env,
@@ -163,6 +164,6 @@ def measure_phase(config, phase, libraries, args, device, threads, batch_size, s
             worker.close()
 
 
-# An idle OpenBLAS thread keeps spinning for ~0.1 s after its last GEMM (OpenMP threads for a while too):
-# each library waits this long before its round, so the other one's idle threads do not share its cores.
+# An idle OpenBLAS thread keeps spinning for a while after its last GEMM (OpenMP threads too): each library
+# waits this long before its round, so the other one's idle threads do not share its cores.
 HANDOFF_PAUSE = 0.3

@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import npgan
-from npgan import backend, nn, optim
+from npgan import backend, nn, optim, runtime
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset, toy_modes, toy_scale
 from npgan.gan import losses
@@ -511,7 +511,7 @@ class Trainer:
         """This rank's part of a global batch (the whole batch in one process)."""
         if tensor is None or self.comm.size == 1:
             return tensor
-        return npgan.Tensor(backend.shard_rows(tensor.data, self.comm.size, self.comm.rank))
+        return npgan.Tensor(distributed.shard_rows(tensor.data, self.comm.size, self.comm.rank))
 
     def total_steps(self) -> int:
         """The generator steps of the whole run: ``steps``, else from ``epochs``, else the variant's default."""
@@ -583,8 +583,7 @@ class Trainer:
         std = self.config.instance_noise * max(0.0, 1.0 - self.step / max(1, self.total_steps()))
         if std <= 0.0:
             return x
-        noise = npgan.randn(x.shape[0] * self.comm.size, *x.shape[1:], dtype=x.dtype, device=x.device)
-        return x + self._shard(noise) * std
+        return x + npgan.randn(*x.shape, dtype=x.dtype, device=x.device) * std
 
     def _set_layer_noise(self):
         """G's layer noise (``g_layer_noise``): std = std_0 * (1 - step / total), like the instance noise."""
@@ -599,13 +598,12 @@ class Trainer:
         ``soft_labels`` (low, high): each real label ~ U[low, high] (ganhacks: 0.7 to 1.2); ``flip_labels``
         p: each real score's target becomes the fake label (0) and each fake score's a real label, with
         probability p, independently. Drawn from npgan's generator, so runs repeat and resume exactly; under
-        MPI every rank draws the global batch's labels and keeps its shard, as one process would draw them.
+        MPI every rank draws the global batch's labels and keeps its shard (``distributed.batch_shard``).
         """
         c = self.config
         if c.soft_labels is None and not c.flip_labels:
             return 1.0 - c.label_smoothing, 0.0
         rng = backend.host_rng()
-        n = n * self.comm.size
 
         def real_labels():
             if c.soft_labels is None:
@@ -617,7 +615,7 @@ class Trainer:
             real = backend.numpy.where(rng.random(n) < c.flip_labels, 0.0, real)
             fake = backend.numpy.where(rng.random(n) < c.flip_labels, real_labels(), fake)
         dtype = backend.DEFAULT_DTYPE
-        real, fake = (backend.shard_rows(a, self.comm.size, self.comm.rank).astype(dtype) for a in (real, fake))
+        real, fake = real.astype(dtype), fake.astype(dtype)
         return npgan.tensor(real, device=self.device), npgan.tensor(fake, device=self.device)
 
     def _clip_gradients(self, module, optimizer):
@@ -648,9 +646,9 @@ class Trainer:
 
     def train_step(self) -> dict:
         """One generator step and its critic steps; returns the step's losses as (device) Tensors."""
-        # Under MPI, dropout masks and layer noise inside the nets are drawn for the global batch and each
-        # rank keeps its shard, as for z and the labels (backend.batch_shard).
-        with backend.batch_shard(self.comm.size, self.comm.rank):
+        # Under MPI every random draw of the step (z, labels, penalty weights, dropout masks, noise) is made for
+        # the global batch, and each rank keeps its shard (distributed.batch_shard).
+        with distributed.batch_shard(self.comm):
             return self._train_step()
 
     def _train_step(self) -> dict:
@@ -662,7 +660,7 @@ class Trainer:
         fake = None
         for _ in range(self._critic_iterations()):
             real, labels = self._real_batch()
-            z = self._shard(self._sample_noise(real.shape[0] * self.comm.size))
+            z = self._sample_noise(real.shape[0])
             if reuse_fake:
                 fake = self.G(z, labels) if self.num_classes else self.G(z)
                 fake_for_d = fake.detach()
@@ -675,9 +673,7 @@ class Trainer:
             loss_d = losses.discriminator_loss(self.loss, d_real, d_fake, real_label=real_target,
                                                fake_label=fake_target)
             if self.gp_lambda:
-                # eps of the global batch, this rank's shard of it: the same numbers as in one process
-                eps = self._shard(npgan.rand(real.shape[0] * self.comm.size, *(1,) * (real.ndim - 1),
-                                             dtype=real.dtype, device=real.device))
+                eps = npgan.rand(real.shape[0], *(1,) * (real.ndim - 1), dtype=real.dtype, device=real.device)
                 penalty = losses.gradient_penalty(self._critic, real, fake_for_d, labels, eps=eps)
                 loss_d = loss_d + penalty * self.gp_lambda
                 row["gp"] = penalty
@@ -702,8 +698,8 @@ class Trainer:
 
         # Generator step: D's weights get no gradient here, so their weight-gradient GEMMs are skipped.
         if fake is None:
-            labels = self._shard(self._sample_labels(c.batch_size))
-            z = self._shard(self._sample_noise(c.batch_size))
+            labels = self._sample_labels(c.batch_size // self.comm.size)  # this rank's share of the batch
+            z = self._sample_noise(c.batch_size // self.comm.size)
             fake = self.G(z, labels) if self.num_classes else self.G(z)
         if c.unroll:
             d_fake_g = self._D_unrolled(fake, labels)
@@ -825,8 +821,10 @@ class Trainer:
         With ``handle_signals`` (what ``npgan train`` does), SIGINT and SIGTERM finish the step in progress,
         write a checkpoint of it and raise ``TrainingInterrupted`` (see ``npgan.runtime.interrupt``); without it (the
         default for library use) signals keep their usual meaning: Ctrl-C raises ``KeyboardInterrupt``
-        wherever the loop is, and the last periodic checkpoint is what remains.
+        wherever the loop is, and the last periodic checkpoint is what remains. The machine tuning is switched
+        on first (``npgan.runtime.enable()``: BLAS thread policy, malloc policy), as ``npgan train`` does.
         """
+        runtime.enable()
         paths = self.paths()
         stop = StopOnSignal() if handle_signals else None
         lock = runlock.run_lock(paths["out"]) if self.comm.is_main else contextlib.nullcontext()  # MPI: rank 0's

@@ -758,7 +758,7 @@ class GaussianNoise(Module):
         _check_tensor(self, x)
         if not self.training or self.std == 0.0:
             return x
-        noise = backend.per_sample(lambda shape: backend.random_normal(shape, x.dtype, x.device), x.shape)
+        noise = backend.random_normal(x.shape, x.dtype, x.device)
         return x + Tensor(noise) * self.std
 
     def extra_repr(self) -> str:

@@ -13,7 +13,6 @@ import numbers
 
 from npgan import backend
 from npgan.autograd import Function, Tensor, as_tensor
-from npgan.runtime import threads
 
 xp_of = backend.get_array_module
 
@@ -487,9 +486,7 @@ def gemm(a, b, out=None):
     xp = xp_of(a, b)
     if a.shape[1] == 1:  # an outer product (a 1-unit layer's gradient): BLAS is 4x slower than a multiply
         return xp.multiply(a, b, out=out)
-    if not backend.is_cupy_array(a):  # BLAS threads by the product's size (npgan/runtime/threads.py)
-        threads.before_gemm(a.shape[0], a.shape[1], b.shape[1])
-    return xp.matmul(_blas_ready(a, xp), _blas_ready(b, xp), out=out)
+    return backend.matmul(_blas_ready(a, xp), _blas_ready(b, xp), out=out)
 
 
 class MatMul(Function):

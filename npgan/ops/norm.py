@@ -206,7 +206,7 @@ def dropout(x, p=0.5, training=True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    keep = backend.per_sample(lambda shape: backend.random_uniform(shape, dtype=x.dtype, device=x.device), x.shape) >= p
+    keep = backend.random_uniform(x.shape, dtype=x.dtype, device=x.device) >= p
     return x * Tensor(keep.astype(x.dtype) * (1.0 / (1.0 - p)))
 
 

@@ -13,6 +13,8 @@ launcher (mpi4py is then never imported, so npgan runs exactly as it does withou
 
 What lives here:
     Communicator           rank, size, is_main; allreduce / broadcast / abort over mpi4py's COMM_WORLD
+    shard_rows             this rank's rows of a global batch
+    batch_shard            inside it every random draw is the global batch's, of which the rank keeps its rows
     DistributedOptimizer   wraps an optimizer: one Allreduce of the packed gradients, then the real step
     SyncBatchNorm          batch statistics over the global batch (per-channel sums Allreduced), optional
     abort_on_error         one rank's exception ends every rank (comm.Abort), not a hang in a collective
@@ -21,6 +23,8 @@ What lives here:
 from __future__ import annotations
 
 import contextlib
+import functools
+import numbers
 import os
 import sys
 import time
@@ -33,8 +37,8 @@ from npgan.ops.norm import BatchNorm, _from_rows, _rowdot, _to_rows
 from npgan.runtime.threads import usable_cpus
 
 __all__ = [
-    "Communicator", "DistributedOptimizer", "SyncBatchNorm", "abort_on_error", "convert_sync_batchnorm",
-    "default_blas_threads", "launcher_world_size", "use_local_gpu", "world",
+    "Communicator", "DistributedOptimizer", "ShardedGenerator", "SyncBatchNorm", "abort_on_error", "batch_shard",
+    "convert_sync_batchnorm", "default_blas_threads", "launcher_world_size", "shard_rows", "use_local_gpu", "world",
 ]
 
 # What MPI launchers put in each process's environment (MPICH/Intel MPI's Hydra, Open MPI, MVAPICH).
@@ -157,7 +161,7 @@ class Communicator:
         if self.size > 1:
             # The message travels from this rank's stderr through the process manager to mpiexec's; MPI_Abort
             # tears the job down at once and, on a loaded machine, could do so before the line was forwarded
-            # (seen: an empty stderr). A second's wait on this already-failing path lets it arrive.
+            # (seen: an empty stderr). A short wait on this already-failing path lets it arrive.
             time.sleep(ABORT_GRACE_SECONDS)
             self.mpi_comm.Abort(code)
         raise SystemExit(code)
@@ -234,6 +238,85 @@ def _limit_blas_threads(threads: int) -> None:
     except ImportError:  # then the environment's thread count stands; README says how to set it
         return
     threadpool_limits(limits=threads)
+
+
+# -- the batch and its random numbers ----------------------------------------------------------------------
+
+
+def shard_rows(array, count: int, index: int):
+    """Shard ``index`` of ``count`` equal shards of ``array`` along its first dimension (the batch)."""
+    n = array.shape[0] // count
+    return array[index * n:(index + 1) * n]
+
+
+class ShardedGenerator:
+    """Stands in for npgan's host generator inside ``batch_shard``: each draw of n rows is made for ``count``
+    times n rows from ``generator``, and rows ``index * n`` to ``(index + 1) * n`` are returned.
+
+    Every rank draws the same numbers one process draws for the global batch, so the ranks' generators stay in
+    step with it, and keeps its own rows: the rows of its shard of the data. Draws of no shape (one number)
+    are every rank's alike. Only the methods npgan's draws use are offered; any other is refused, since it
+    could not be split by rows.
+    """
+
+    def __init__(self, generator, count: int, index: int):
+        if not 0 <= index < count:
+            raise ValueError(f"ShardedGenerator: index must be in [0, {count}), got {index}")
+        self.generator, self.count, self.index = generator, int(count), int(index)
+
+    def _rows(self, draw, size):
+        if size is None:
+            return draw(size=None)
+        shape = (int(size),) if isinstance(size, numbers.Integral) else tuple(size)
+        if not shape:
+            return draw(size=shape)
+        return shard_rows(draw(size=(shape[0] * self.count,) + shape[1:]), self.count, self.index)
+
+    def random(self, size=None, dtype=backend.numpy.float64):
+        return self._rows(functools.partial(self.generator.random, dtype=dtype), size)
+
+    def standard_normal(self, size=None, dtype=backend.numpy.float64):
+        return self._rows(functools.partial(self.generator.standard_normal, dtype=dtype), size)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        self._check_scalar("uniform", low=low, high=high)
+        return self._rows(functools.partial(self.generator.uniform, low, high), size)
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        self._check_scalar("normal", loc=loc, scale=scale)
+        return self._rows(functools.partial(self.generator.normal, loc, scale), size)
+
+    def integers(self, low, high=None, size=None, dtype=backend.numpy.int64, endpoint=False):
+        self._check_scalar("integers", low=low, high=high)
+        return self._rows(functools.partial(self.generator.integers, low, high, dtype=dtype, endpoint=endpoint), size)
+
+    @staticmethod
+    def _check_scalar(method, **bounds):
+        for name, value in bounds.items():
+            if value is not None and backend.numpy.ndim(value):
+                raise ValueError(f"batch_shard: {method}'s {name} must be a number inside a sharded step (an array "
+                                 f"of bounds would not be split with the rows), got shape {backend.numpy.shape(value)}")
+
+    def __getattr__(self, name):
+        raise AttributeError(f"batch_shard: npgan's generator inside a sharded step offers random, standard_normal, "
+                             f"uniform, normal and integers, whose rows it splits among the ranks; {name!r} cannot be "
+                             "split so (draw it outside the step, or from a generator of its own)")
+
+
+@contextlib.contextmanager
+def batch_shard(comm: Communicator):
+    """``with distributed.batch_shard(comm):`` every random number npgan draws inside the block (noise, labels,
+    dropout masks, layer noise: ``backend.host_rng()``, ``backend.random_normal`` / ``random_uniform``) is drawn
+    for the global batch of ``comm.size`` shards, and this rank keeps its rows (``ShardedGenerator``). Code
+    inside draws for its own shard, as one process draws for its batch, and N ranks use the numbers one
+    process would. The trainer enters it around each training step; in a world of one process it changes
+    nothing. Every draw inside must be per sample, its first dimension the batch's (``ShardedGenerator``
+    refuses shuffles and the like)."""
+    if comm.size == 1:
+        yield
+        return
+    with backend.random_source(ShardedGenerator(backend.host_rng(), comm.size, comm.rank)):
+        yield
 
 
 @contextlib.contextmanager

@@ -5,20 +5,21 @@ A training step makes and frees the same temporary arrays every time: a 2-D toy'
 ``malloc``. glibc's malloc, left to itself, hands an allocation of 128 KB or more straight back to the kernel
 when it is freed (``munmap``, or by trimming the top of the heap once more than twice the largest such block
 lies free there). The next step's array of the same size then gets fresh pages, and the kernel faults in
-and zeroes each 4 KB page on first touch: some 300 page faults per toy GAN step, 0.5 ms of a 6 ms step in
-the kernel, and the products that write into those pages run slower while they fault.
+and zeroes each 4 KB page on first touch: hundreds of page faults in every toy GAN step, and the products
+that write into those pages run slower while they fault (measured in docs/threads.md).
 
-On Linux with glibc npgan therefore tells malloc, when it is imported, to keep what a step frees for the next:
+On Linux with glibc, ``setup()`` (called by ``npgan.runtime.enable()``, never by ``import npgan``) therefore
+tells malloc to keep what a step frees for the next:
 
 - ``M_MMAP_THRESHOLD`` = 32 MB: blocks below it come from the heap, not from their own ``mmap`` (32 MB is the
   ceiling glibc's own adaptive threshold would reach, applied from the first step);
 - ``M_TRIM_THRESHOLD`` = 256 MB: up to that much free memory at the top of the heap stays with the process
   instead of going back to the kernel after every step.
 
-A process that imports npgan thus keeps up to 256 MB of memory it used before and has freed (its peak use
-does not grow); arrays of 32 MB and more still come from, and go back to, the kernel. ``NPGAN_MALLOC=system``
-in the environment (read at import) leaves malloc as the C library set it. On other C libraries (macOS,
-musl) and on CuPy arrays, which CuPy's own memory pool serves, there is nothing to do.
+A process that switched the runtime on thus keeps up to 256 MB of memory it used before and has freed (its
+peak use does not grow); arrays of 32 MB and more still come from, and go back to, the kernel.
+``NPGAN_MALLOC=system`` in the environment (read by ``setup()``) leaves malloc as the C library set it. On other
+C libraries (macOS, musl) and on CuPy arrays, which CuPy's own memory pool serves, there is nothing to do.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ TRIM_THRESHOLD = 256 * 2**20
 
 class _State:
     tuned = False
-    note = "malloc as the C library set it"
+    note = "malloc as the C library set it (npgan.runtime.enable() was not called)"
 
 
 def _glibc():
@@ -56,8 +57,8 @@ def _glibc():
 def setup(choice: str | None = None) -> None:
     """Apply the policy ``choice`` ("tuned" or "system"; default: ``NPGAN_MALLOC``, else "tuned").
 
-    npgan calls it once when it is imported. "system" after "tuned" does not undo the tuning (glibc has no
-    way to restore its adaptive thresholds); set ``NPGAN_MALLOC=system`` before importing npgan for that.
+    ``npgan.runtime.enable()`` calls it. "system" after "tuned" does not undo the tuning (glibc has no way to
+    restore its adaptive thresholds); set ``NPGAN_MALLOC=system`` before the runtime is switched on for that.
     """
     if choice is None:
         choice = os.environ.get(ENV_VAR, "").strip().lower() or "tuned"

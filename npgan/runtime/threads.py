@@ -2,14 +2,13 @@
 
 NumPy hands every ``a @ b`` to its BLAS (OpenBLAS in NumPy's wheels), which splits a product over all the
 machine's cores and leaves its idle worker threads spinning for a while after each one, waiting for the
-next. When another busy process holds one of the cores, those spinning threads fight it: two toy runs
-started side by side with every product on both cores ran 3-32x slower than one run alone, where 2x is what
-two cores allow.
+next. When another busy process holds one of the cores, those spinning threads fight it, and two runs side
+by side each take several times as long as one alone, where two cores allow twice (docs/threads.md).
 
 The policy (``NPGAN_NUM_THREADS`` unset or ``auto``) looks at the product's size and at the machine's load:
 
 - a product with fewer than ``SMALL_GEMM_MACS`` multiply-adds (m x k x n) runs on **one** thread: a second
-  one gains nothing on it (benchmarks/REFERENCE.md, "BLAS threads");
+  one gains nothing on it (benchmarks/REFERENCE.md, "Small networks, BLAS threads and runs side by side");
 - a larger product runs on as many threads as there are **free CPUs**: the CPUs this process may run on,
   less the CPU time other processes took on them over the last ``LOAD_WINDOW`` seconds (``/proc/stat``,
   minus this process's own time), at most the threads BLAS started with (all cores, or
@@ -22,9 +21,10 @@ The policy (``NPGAN_NUM_THREADS`` unset or ``auto``) looks at the product's size
   threshold ``BLIND_SMALL_GEMM_MACS``: a toy MLP's products on one thread, the convolutions' on all.
 
 ``NPGAN_NUM_THREADS=N`` (or ``npgan.runtime.threads.set_num_threads(N)``) runs every product on N threads instead.
-The thread count is set through threadpoolctl, and only when it changes from one product to the next
-(a ctypes call of ~2 us); the load is read at most once per ``LOAD_WINDOW`` (~30 us). This is a CPU
-decision: on CuPy arrays ``gemm`` never calls it.
+The policy acts once ``install()`` (``npgan.runtime.enable()``) has made ``before_gemm`` the gemm hook of
+``npgan.backend``: the engine's products then call it, and a plain ``import npgan`` never does. The thread
+count is set through threadpoolctl, and only when it changes from one product to the next; the load is read
+at most once per ``LOAD_WINDOW``. This is a CPU decision: products of CuPy arrays never call the hook.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from __future__ import annotations
 import os
 import time
 
+from npgan import backend
+
 ENV_VAR = "NPGAN_NUM_THREADS"
-# Products below this many multiply-adds run on one thread whatever the load: on the 2-core AMD VM of
-# benchmarks/REFERENCE.md a second thread made 256x16x256 (2^20) 1.8x slower and 256x64x256 (2^22) 1.1x
-# slower, and 256x128x256 (2^23) 1.25x faster, 256x256x256 (2^24) 1.4x faster.
+# Products below this many multiply-adds run on one thread whatever the load: below it a second thread made
+# them slower, above it faster (benchmarks/REFERENCE.md, "Small networks, BLAS threads and runs side by side").
 SMALL_GEMM_MACS = 2**23
 # Without a view of the load: products below this on one thread, so that a toy MLP's (2^24 at 256 units,
 # batch 256) stay on one core and runs side by side do not collapse; dcgan-32's convolutions (10^8) on all.
@@ -236,6 +237,26 @@ def before_gemm(m: int, k: int, n: int) -> None:
         _set(count)
 
 
+def install() -> None:
+    """Make the policy choose the BLAS threads of every CPU matrix product of the engine from now on: it
+    becomes ``npgan.backend``'s gemm hook. A bad ``NPGAN_NUM_THREADS`` is refused here, before any product. The
+    BLAS libraries are looked up on the first product, so that a thread cap set before it (an MPI rank's
+    share of the cores, ``npgan.runtime.distributed.world``) is what the policy starts from."""
+    if _State.fixed is None:
+        _parse(os.environ.get(ENV_VAR), ENV_VAR)
+    backend.set_gemm_hook(before_gemm)
+
+
+def uninstall() -> None:
+    """Products keep whatever BLAS thread count they have; the policy is off (the gemm hook removed)."""
+    if backend.gemm_hook() is before_gemm:
+        backend.set_gemm_hook(None)
+
+
+def installed() -> bool:
+    return backend.gemm_hook() is before_gemm
+
+
 def set_num_threads(count=None) -> None:
     """Every product on ``count`` BLAS threads from now on; ``None`` or ``'auto'`` restores the size and load
     rule (which ``NPGAN_NUM_THREADS`` chooses at startup)."""
@@ -259,6 +280,8 @@ def blas_libraries() -> list[dict]:
 
 def describe() -> str:
     """One line saying what the policy does in this process (``npgan info`` prints it)."""
+    if not installed():
+        return "off (npgan.runtime.enable() switches it on): BLAS keeps the thread count it has"
     if not _State.ready:
         _setup()
     if not _State.pools:
