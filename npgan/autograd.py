@@ -526,12 +526,17 @@ def _check_same_device(tensors, op_name):
 # -- the graph walk ------------------------------------------------------------------------------------
 
 
-def _topological_order(roots):
+_FREED = ("trying to backward through the graph a second time (or after its buffers were freed); "
+          "pass retain_graph=True to the first backward() or grad() call to keep them")
+
+
+def _topological_order(roots, freed_message=_FREED):
     """Functions reachable from ``roots`` with every function after the creators of its inputs.
 
     An iterative depth-first post-order: no recursion, so a 50,000-op chain is fine. (Chainer and DeZero
     instead number each node with a "generation", one more than its inputs', and pop functions from a heap
     by it; a post-order of the reachable functions gives a valid order without storing any number.)
+    Reaching a function whose buffers ``backward()`` freed raises RuntimeError(``freed_message``).
     """
     order, visited = [], set()
     stack = [(f, False) for f in reversed(roots)]
@@ -543,10 +548,7 @@ def _topological_order(roots):
         if id(fn) in visited:
             continue
         if getattr(fn, "_released", False):
-            raise RuntimeError(
-                "trying to backward through the graph a second time (or after its buffers were freed); "
-                "pass retain_graph=True to the first backward() or grad() call to keep them"
-            )
+            raise RuntimeError(freed_message)
         visited.add(id(fn))
         stack.append((fn, True))
         for x in fn.inputs:
