@@ -437,9 +437,13 @@ class Function:
     The one exception to "backward is written with Tensor ops": fused ops on the hot path of every step
     may compute their gradient on raw arrays when no graph of the gradient is being recorded
     (``is_grad_enabled()`` is False inside backward unless ``create_graph=True``), and must then give the
-    same formulas in Tensor ops when it is. Training-mode batch norm (``BatchNorm`` in ``ops/norm.py``)
-    does so; ``npgan.reference.batch_norm_train`` is its plain composed version, and tests prove the
-    three equal, second derivatives included.
+    same formulas in Tensor ops when it is. Each such op has a plain composed version in
+    ``npgan/reference.py``, and ``tests/test_reference.py`` proves the three equal, second derivatives
+    included. The ops with two backwards:
+
+    - ``BatchNorm`` (``ops/norm.py``), training-mode batch norm: ``reference.batch_norm_train``;
+    - ``LinearGrad`` (``ops/linear.py``), the gradients of ``Linear`` and ``LinearLeakyReLU`` as one op:
+      ``reference.linear`` and ``reference.linear_leaky_relu``.
 
     >>> class Square(Function):
     ...     def forward(self, x): return x * x
