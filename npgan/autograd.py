@@ -339,7 +339,7 @@ class Tensor:
         # Each .grad gets memory of its own, safe to update in place (optimizers, gradient clipping): a
         # gradient may be shared by several leaves (add passes gy to both operands), be a read-only
         # broadcast view, or be the caller's ``grad``. A gradient no one else can see (a backward's fresh
-        # result, in a graph that is now freed) is kept as it is; copying every one cost 10% of a gan-mlp step.
+        # result, in a graph that is now freed) is kept as it is: copying every one costs a visible share of a step.
         given = grad.data if isinstance(grad, Tensor) else grad  # run_backward converted it; this is the caller's
         claimed = set() if given is None or retain_graph else {id(_memory_root(given))}
         for leaf, g in grads:
