@@ -69,7 +69,8 @@ class LinearGrad(Function):
         d/dgy = (hx W^T + x hW^T + hb) * mask,   d/dW = g^T hx,   d/dx = g hW
 
     runs on raw arrays when no graph of it is recorded and in Tensor ops when one is (``BatchNorm``'s pattern,
-    see ``Function``). The composed ops stay the reference: the tests compare both, derivatives included.
+    see ``Function``). The composed ops stay the reference (``npgan.reference.linear``): the tests compare
+    the three, derivatives included.
     """
 
     def __init__(self, wanted, activation=None):
@@ -163,8 +164,10 @@ class LinearLeakyReLU(Function):
 
     The GEMM's output takes the bias and the activation in place, so an MLP layer is one node of the graph
     instead of two, with no intermediate Tensor: each op costs some microseconds of Python before any math,
-    and a 2-D toy's step runs a few hundred. ``Linear`` followed by ``LeakyReLU`` stays the reference: the
-    tests compare the two, first and second derivatives included.
+    and a 2-D toy's step runs a few hundred. ``nn.fuse(model)`` puts it in a model, in place of an
+    ``nn.Linear`` followed by an ``nn.ReLU`` or ``nn.LeakyReLU``. ``Linear`` followed by ``LeakyReLU`` stays
+    the reference (``npgan.reference.linear_leaky_relu``): the tests compare the two, first and second
+    derivatives included.
 
     Backward: g = gy * mask (``LeakyReLUGrad``'s mask: 1 where y > 0, slope elsewhere), then Linear's
     gx = g W, gW = g^T x, gb = sum_n g, all in one ``LinearGrad``.
