@@ -17,7 +17,7 @@ import numbers
 
 from npgan import backend
 from npgan.autograd import Tensor
-from npgan.ops.core import pack, unpack
+from npgan.ops.core import pack, sqrt, unpack, where
 
 __all__ = ["EMA", "SGD", "Adam", "Optimizer", "RMSprop", "clip_grad_norm_"]
 
@@ -496,10 +496,8 @@ def _lerp(a, b, weight):
 
 def _sqrt(v):
     """sqrt(v), with derivative 0 where v is exactly 0 (a weight that never had a gradient), not infinity."""
-    from npgan import functional as F  # noqa: PLC0415
-
     positive = v.data > 0
-    return F.where(positive, F.sqrt(F.where(positive, v, 1.0)), 0.0)
+    return where(positive, sqrt(where(positive, v, 1.0)), 0.0)
 
 
 def _bias_corrections(t, group, like):
