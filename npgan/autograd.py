@@ -339,7 +339,7 @@ class Tensor:
         # Each .grad gets memory of its own, safe to update in place (optimizers, gradient clipping): a
         # gradient may be shared by several leaves (add passes gy to both operands), be a read-only
         # broadcast view, or be the caller's ``grad``. A gradient no one else can see (a backward's fresh
-        # result, in a graph that is now freed) is kept as it is; copying every one cost 10% of a gan-mlp step.
+        # result, in a graph that is now freed) is kept as it is: copying every one costs a visible share of a step.
         given = grad.data if isinstance(grad, Tensor) else grad  # run_backward converted it; this is the caller's
         claimed = set() if given is None or retain_graph else {id(_memory_root(given))}
         for leaf, g in grads:
@@ -437,9 +437,13 @@ class Function:
     The one exception to "backward is written with Tensor ops": fused ops on the hot path of every step
     may compute their gradient on raw arrays when no graph of the gradient is being recorded
     (``is_grad_enabled()`` is False inside backward unless ``create_graph=True``), and must then give the
-    same formulas in Tensor ops when it is. Training-mode batch norm (``BatchNorm`` in ``ops/norm.py``)
-    does so; ``npgan.reference.batch_norm_train`` is its plain composed version, and tests prove the
-    three equal, second derivatives included.
+    same formulas in Tensor ops when it is. Each such op has a plain composed version in
+    ``npgan/reference.py``, and ``tests/test_reference.py`` proves the three equal, second derivatives
+    included. The ops with two backwards:
+
+    - ``BatchNorm`` (``ops/norm.py``), training-mode batch norm: ``reference.batch_norm_train``;
+    - ``LinearGrad`` (``ops/linear.py``), the gradients of ``Linear`` and ``LinearLeakyReLU`` as one op:
+      ``reference.linear`` and ``reference.linear_leaky_relu``.
 
     >>> class Square(Function):
     ...     def forward(self, x): return x * x
@@ -526,12 +530,17 @@ def _check_same_device(tensors, op_name):
 # -- the graph walk ------------------------------------------------------------------------------------
 
 
-def _topological_order(roots):
+_FREED = ("trying to backward through the graph a second time (or after its buffers were freed); "
+          "pass retain_graph=True to the first backward() or grad() call to keep them")
+
+
+def _topological_order(roots, freed_message=_FREED):
     """Functions reachable from ``roots`` with every function after the creators of its inputs.
 
     An iterative depth-first post-order: no recursion, so a 50,000-op chain is fine. (Chainer and DeZero
     instead number each node with a "generation", one more than its inputs', and pop functions from a heap
     by it; a post-order of the reachable functions gives a valid order without storing any number.)
+    Reaching a function whose buffers ``backward()`` freed raises RuntimeError(``freed_message``).
     """
     order, visited = [], set()
     stack = [(f, False) for f in reversed(roots)]
@@ -543,10 +552,7 @@ def _topological_order(roots):
         if id(fn) in visited:
             continue
         if getattr(fn, "_released", False):
-            raise RuntimeError(
-                "trying to backward through the graph a second time (or after its buffers were freed); "
-                "pass retain_graph=True to the first backward() or grad() call to keep them"
-            )
+            raise RuntimeError(freed_message)
         visited.add(id(fn))
         stack.append((fn, True))
         for x in fn.inputs:

@@ -21,7 +21,7 @@ from npgan.ops.activation import (
     softplus,
     tanh,
 )
-from npgan.ops.conv import conv2d, conv2d_grad_weight, conv_transpose2d, linear, linear_leaky_relu
+from npgan.ops.conv import conv2d, conv2d_grad_weight, conv_transpose2d
 from npgan.ops.core import (
     abs,
     add,
@@ -65,7 +65,10 @@ from npgan.ops.core import (
     view,
     where,
 )
-from npgan.ops.norm import batch_norm, dropout, embedding, instance_norm, layer_norm, virtual_batch_norm
+from npgan.ops.dropout import dropout
+from npgan.ops.embedding import embedding
+from npgan.ops.linear import linear, linear_leaky_relu
+from npgan.ops.norm import batch_norm, instance_norm, layer_norm, virtual_batch_norm
 from npgan.ops.pool import avg_pool2d, pixel_shuffle, pixel_unshuffle, upsample_nearest
 
 __all__ = [

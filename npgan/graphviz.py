@@ -20,7 +20,7 @@ import shutil
 import subprocess
 
 from npgan import backend
-from npgan.autograd import Tensor
+from npgan.autograd import Tensor, _topological_order
 
 __all__ = ["Graph", "graph"]
 
@@ -39,7 +39,8 @@ _STYLE = {  # node kind -> DOT attributes
 
 
 class Graph:
-    """The DOT text of a computation graph (``.dot``) and the ops in it (``.ops``, in the order they ran).
+    """The DOT text of a computation graph (``.dot``) and the ops in it (``.ops``, each after the ops whose
+    results it reads).
 
     >>> g = npgan.viz.graph(y); print(g.dot); g.save("graph.svg")
     """
@@ -158,24 +159,10 @@ def graph(tensor: Tensor, module=None) -> Graph:
 
 
 def _functions_in_order(tensor: Tensor) -> list:
-    """The Functions behind ``tensor``, each after the creators of its inputs (iterative: deep graphs are fine)."""
+    """The Functions behind ``tensor``, each after the creators of its inputs: the order ``backward()`` walks
+    them in, reversed."""
     if tensor.creator is None:
         return []
-    order, seen = [], set()
-    stack = [(tensor.creator, False)]
-    while stack:
-        fn, done = stack.pop()
-        if done:
-            order.append(fn)
-            continue
-        if id(fn) in seen:
-            continue
-        if getattr(fn, "_released", False):
-            raise RuntimeError("npgan.viz.graph: this graph was freed by backward(); draw it before calling "
-                               "backward(), or pass retain_graph=True to backward()")
-        seen.add(id(fn))
-        stack.append((fn, True))
-        for x in reversed(fn.inputs):
-            if x.creator is not None and id(x.creator) not in seen:
-                stack.append((x.creator, False))
-    return order
+    return _topological_order([tensor.creator], freed_message=(
+        "npgan.viz.graph: this graph was freed by backward(); draw it before calling backward(), or pass "
+        "retain_graph=True to backward()"))

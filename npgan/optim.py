@@ -17,7 +17,7 @@ import numbers
 
 from npgan import backend
 from npgan.autograd import Tensor
-from npgan.ops.core import pack, unpack
+from npgan.ops.core import pack, sqrt, unpack, where
 
 __all__ = ["EMA", "SGD", "Adam", "Optimizer", "RMSprop", "clip_grad_norm_"]
 
@@ -41,8 +41,8 @@ def _check_betas(betas) -> tuple[float, float]:
 
 # Adam's update is a dozen elementwise passes over a parameter and its moments. On NumPy they run over
 # blocks of this many elements (128 KB of float32 per array), so a block stays in the core's cache from the
-# first pass to the last instead of every pass streaming the whole array from memory: gan-mlp's Adam step
-# (2M parameters) took 7.4 ms instead of 10.6. CuPy gets whole arrays (one kernel per pass).
+# first pass to the last instead of every pass streaming the whole array from memory. CuPy gets whole
+# arrays (one kernel per pass).
 BLOCK_ELEMENTS = 2**15
 
 
@@ -454,6 +454,69 @@ class EMA:
 
 
 # -- differentiable steps (unrolled optimisation) ------------------------------------------------------
+#
+# First the rule: one step of SGD or Adam as plain Tensor expressions (PyTorch's formulas, in its order of
+# operations), so a loss of the new parameters can be differentiated through the step. Then the fast path,
+# ``differentiable_step``, which applies the same rule to each param group packed into one flat vector. The
+# rule is elementwise, so packed or one parameter at a time gives the same numbers: ``reference.py`` has the
+# one-at-a-time version and ``tests/test_reference.py`` proves the two equal, gradients through them included.
+
+
+def sgd_rule(p, g, momentum_buffer, group):
+    """One SGD step: returns ``(new p, new momentum buffer)`` (None without momentum; ``momentum_buffer`` is
+    None before the first step). ``group`` holds lr, momentum, dampening, nesterov and weight_decay."""
+    lr, momentum = group["lr"], group["momentum"]
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p  # an L2 term
+    b = None
+    if momentum != 0:
+        b = g if momentum_buffer is None else momentum_buffer * momentum + g * (1.0 - group["dampening"])
+        g = g + b * momentum if group["nesterov"] else b
+    return p - g * lr, b
+
+
+def adam_rule(p, g, m, v, t, group):
+    """One Adam step, the ``t``-th (from 1): returns ``(new p, new m, new v)``. ``group`` holds lr, betas, eps
+    and weight_decay. For a packed group whose parameters have taken different numbers of steps, ``t`` is the
+    list of ``(t, size)`` of its parameters."""
+    beta1, beta2 = group["betas"]
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p  # an L2 term
+    m = _lerp(m, g, 1.0 - beta1)  # m = beta1 m + (1 - beta1) g
+    v = v * beta2 + g * g * (1.0 - beta2)  # v = beta2 v + (1 - beta2) g^2
+    step_size, v_hat_scale = _bias_corrections(t, group, p)  # lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)
+    denom = _sqrt(v) * v_hat_scale + group["eps"]  # sqrt(v_hat) + eps, with v_hat = v / (1 - beta2^t)
+    return p - (m / denom) * step_size, m, v
+
+
+def _lerp(a, b, weight):
+    """a + (b - a) weight, computed from the nearer end as ``torch.lerp`` does (so the roundings match)."""
+    return a + (b - a) * weight if weight < 0.5 else b - (b - a) * (1.0 - weight)
+
+
+def _sqrt(v):
+    """sqrt(v), with derivative 0 where v is exactly 0 (a weight that never had a gradient), not infinity."""
+    positive = v.data > 0
+    return where(positive, sqrt(where(positive, v, 1.0)), 0.0)
+
+
+def _bias_corrections(t, group, like):
+    """``lr / (1 - beta1^t)`` and ``1 / sqrt(1 - beta2^t)``: Python numbers for one step number ``t``; for a
+    list of ``(t, size)``, constant Tensors holding each parameter's numbers over its ``size`` elements (each
+    number computed as for one parameter, then rounded to the parameter's dtype as a Python number is)."""
+    beta1, beta2 = group["betas"]
+    if isinstance(t, numbers.Integral):
+        return group["lr"] / (1.0 - beta1**t), 1.0 / math.sqrt(1.0 - beta2**t)
+    xp = backend.get_array_module(like.data)
+
+    def per_element(value_of):
+        return Tensor(xp.concatenate([xp.full(size, value_of(k), dtype=like.dtype) for k, size in t]))
+
+    return (per_element(lambda k: group["lr"] / (1.0 - beta1**k)),
+            per_element(lambda k: 1.0 / math.sqrt(1.0 - beta2**k)))
+
+
+# -- the fast path: each group as one flat vector ---------------------------------------------------------
 
 
 def optimizer_parameters(optimizer: Optimizer) -> list:
@@ -477,13 +540,12 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
       moments its next real ``step()`` would use; missing state is zeros at step 0), else the
       ``new_state`` a previous call returned (one dict per parameter; pass it back as it is).
 
-    SGD (momentum, dampening, Nesterov, weight decay) and Adam follow PyTorch's formulas, Adam with its
-    bias correction. The parameters of a group are updated as one flat vector (a dozen ops per step
-    instead of a dozen per parameter: the graph that unrolling builds and walks back is that much
-    smaller), packed from the parameters and unpacked into them by one op each (``F.pack``, ``F.unpack``);
-    the moments and the parameters stay flat from one call to the next. The moments read from the optimizer may
-    share arrays with it: use the results before its next real step. For Adam, sqrt(v) gets a zero
-    derivative where v is exactly 0 (a weight that has never had a gradient), where the true one is infinite.
+    The rule is ``sgd_rule`` or ``adam_rule`` (PyTorch's formulas, Adam with its bias correction). Speed:
+    each group's parameters with a gradient are packed into one flat vector (``F.pack``) and the rule runs
+    once on it, a dozen ops per step instead of a dozen per parameter, so the graph unrolling builds and
+    walks back is that much smaller; ``F.unpack`` hands out the pieces. The flat parameters and moments are
+    kept in the state, and reused without re-packing when the next call gets back the very pieces. The
+    moments read from the optimizer may share arrays with it: use the results before its next real step.
     """
     if not isinstance(optimizer, (SGD, Adam)):
         raise TypeError(f"differentiable_step supports SGD and Adam optimizers, got {type(optimizer).__name__}")
@@ -503,8 +565,8 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
             raise ValueError(
                 f"differentiable_step: grads[{i}] has shape {tuple(g.shape)}, params[{i}] {tuple(p.shape)}"
             )
-    rule = _sgd_tensors if isinstance(optimizer, SGD) else _adam_tensors
-    moments = ("momentum_buffer",) if isinstance(optimizer, SGD) else ("exp_avg", "exp_avg_sq")
+    sgd = isinstance(optimizer, SGD)
+    moments = ("momentum_buffer",) if sgd else ("exp_avg", "exp_avg_sq")
     new_params, new_state = list(params), list(state)
     start = 0
     for group in optimizer.param_groups:
@@ -513,8 +575,8 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
         if not stepped:
             continue
         flat_state = _flat_state([state[i] for i in stepped], [params[i] for i in stepped], moments, stepped)
-        p_next, s_next = rule(_flat_params(params, state, stepped), pack([grads[i] for i in stepped]), group,
-                              flat_state)
+        p, g = _flat_params(params, state, stepped), pack([grads[i] for i in stepped])
+        p_next, s_next = (_sgd_packed if sgd else _adam_packed)(p, g, group, flat_state)
         pieces = unpack(p_next, [params[i].shape for i in stepped])
         record = {"moments": {k: s_next[k] for k in moments if s_next.get(k) is not None}, "members": stepped,
                   "params": p_next, "pieces": pieces}
@@ -524,6 +586,24 @@ def differentiable_step(optimizer: Optimizer, params, grads, state=None):
             new_state[i] = {"step": s_next["step"][stepped.index(i)], "_flat": record, "_offset": offset}
             offset += piece.numel()
     return new_params, new_state
+
+
+def _sgd_packed(p, g, group, flat):
+    """``sgd_rule`` on a packed group: (new p, new flat state)."""
+    p_next, b = sgd_rule(p, g, flat.get("momentum_buffer"), group)
+    return p_next, {"step": flat["step"], "momentum_buffer": b}
+
+
+def _adam_packed(p, g, group, flat):
+    """``adam_rule`` on a packed group (its missing moments are zeros): (new p, new flat state)."""
+    xp = backend.get_array_module(p.data)
+    m, v = flat.get("exp_avg"), flat.get("exp_avg_sq")
+    m = Tensor(xp.zeros_like(p.data)) if m is None else m
+    v = Tensor(xp.zeros_like(p.data)) if v is None else v
+    steps = [t + 1 for t in flat["step"]]
+    t = steps[0] if len(set(steps)) == 1 else list(zip(steps, flat["sizes"]))
+    p_next, m, v = adam_rule(p, g, m, v, t, group)
+    return p_next, {"step": steps, "exp_avg": m, "exp_avg_sq": v}
 
 
 def _flat_params(params, state, members):
@@ -591,48 +671,4 @@ def _tensor_state(entries: dict) -> dict:
     return {k: (Tensor(v) if backend.is_array(v) else v) for k, v in entries.items()}
 
 
-def _sgd_tensors(p, g, group, state):
-    # g = grad + wd p;  b = g (first step) or momentum b + (1 - dampening) g;  p = p - lr (g + momentum b | b)
-    lr, momentum = group["lr"], group["momentum"]
-    if group["weight_decay"] != 0:
-        g = g + group["weight_decay"] * p
-    new_state = {"step": state["step"]}
-    if momentum != 0:
-        buf = state.get("momentum_buffer")
-        buf = g if buf is None else buf * momentum + g * (1.0 - group["dampening"])
-        new_state["momentum_buffer"] = buf
-        g = g + buf * momentum if group["nesterov"] else buf
-    return p - g * lr, new_state
-
-
-def _adam_tensors(p, g, group, state):
-    # m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
-    # p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)      (torch.optim.Adam)
-    from npgan import functional as F  # noqa: PLC0415
-
-    beta1, beta2 = group["betas"]
-    steps = [t + 1 for t in state["step"]]
-    m, v = state.get("exp_avg"), state.get("exp_avg_sq")
-    xp = backend.get_array_module(p.data)
-    m = Tensor(xp.zeros_like(p.data)) if m is None else m
-    v = Tensor(xp.zeros_like(p.data)) if v is None else v
-    if group["weight_decay"] != 0:
-        g = g + group["weight_decay"] * p
-    weight = 1.0 - beta1
-    m = m + (g - m) * weight if weight < 0.5 else g - (g - m) * (1.0 - weight)  # PyTorch's lerp, both branches
-    v = v * beta2 + g * g * (1.0 - beta2)
-    positive = v.data > 0
-    sqrt_v = F.where(positive, F.sqrt(F.where(positive, v, 1.0)), 0.0)  # d sqrt(v) = 0 where v = 0, not inf
-    if len(set(steps)) == 1:  # the usual case: every parameter of the group has taken as many steps
-        bias_correction1 = 1.0 - beta1 ** steps[0]
-        denom = sqrt_v / math.sqrt(1.0 - beta2 ** steps[0]) + group["eps"]
-        p_next = p - (m / denom) * (group["lr"] / bias_correction1)
-    else:  # per-element bias corrections, each parameter's own
-        sizes = [int(size) for size in state["sizes"]]
-        t = xp.concatenate([xp.full(n, float(k), dtype=p.dtype) for n, k in zip(sizes, steps)])
-        denom = sqrt_v / Tensor(xp.sqrt(1.0 - beta2**t)) + group["eps"]
-        p_next = p - (m / denom) * Tensor(group["lr"] / (1.0 - beta1**t))
-    return p_next, {"step": steps, "exp_avg": m, "exp_avg_sq": v}
-
-
-__all__ += ["detach_state", "differentiable_step", "optimizer_parameters"]
+__all__ += ["adam_rule", "detach_state", "differentiable_step", "optimizer_parameters", "sgd_rule"]

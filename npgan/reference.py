@@ -1,27 +1,35 @@
-"""The textbook versions of four places where npgan's fast code hides a simple rule under speed work.
+"""The textbook versions of the places where npgan's fast code hides a simple rule under speed work.
 
 Read these first. Each one states the rule, computes it the plain way, and names the fast version that
 ``tests/test_reference.py`` proves equal to it on random inputs:
 
-=================================  ==========================================================================
-textbook version (here)            fast version (an optimisation of it)
-=================================  ==========================================================================
-``backward``                       ``Tensor.backward`` and ``run_backward`` in ``npgan/autograd.py``
-``im2col``, ``col2im``             ``im2col``, ``col2im`` in ``npgan/ops/conv.py`` (batch-last, blocked)
-``adam_step``                      ``npgan.optim.Adam.step`` (in place, blocked, bias correction folded in)
-``batch_norm_train``               ``BatchNorm`` in ``npgan/ops/norm.py`` (a fused op, two backwards)
-=================================  ==========================================================================
+==================================  =========================================================================
+textbook version (here)             fast version (an optimisation of it)
+==================================  =========================================================================
+``backward``                        ``Tensor.backward`` and ``run_backward`` in ``npgan/autograd.py``
+``linear``, ``linear_leaky_relu``   ``Linear``, ``LinearLeakyReLU`` and their gradient op ``LinearGrad`` in
+                                    ``npgan/ops/linear.py`` (one GEMM each, two backwards)
+``im2col``, ``col2im``              ``im2col``, ``col2im`` in ``npgan/ops/conv.py`` (batch-last, blocked)
+``adam_step``                       ``npgan.optim.Adam.step`` (in place, blocked, bias correction folded in)
+``differentiable_adam_step``,       ``npgan.optim.differentiable_step`` (each param group packed into one
+``differentiable_sgd_step``         vector, the flat vectors reused from one step to the next)
+``batch_norm_train``                ``BatchNorm`` in ``npgan/ops/norm.py`` (a fused op, two backwards)
+==================================  =========================================================================
 
 They are slow on purpose (loops, fresh arrays, no reuse of memory) and are not used by the library.
 """
 
 from __future__ import annotations
 
+import math
+
 from npgan import backend
 from npgan.autograd import Tensor, no_grad
-from npgan.ops.core import mean, sum_to
+from npgan.ops.activation import leaky_relu
+from npgan.ops.core import mean, sqrt, sum_to, where
 
-__all__ = ["adam_step", "backward", "batch_norm_train", "col2im", "im2col"]
+__all__ = ["adam_step", "backward", "batch_norm_train", "col2im", "differentiable_adam_step",
+           "differentiable_sgd_step", "im2col", "linear", "linear_leaky_relu"]
 
 
 # -- gradient accumulation ----------------------------------------------------------------------------
@@ -85,6 +93,33 @@ def backward(output: Tensor) -> None:
         for key, t in alive.items():
             if t.is_leaf and t.requires_grad:
                 t.grad = grads[key] if t.grad is None else t.grad + grads[key]
+
+
+# -- linear ---------------------------------------------------------------------------------------------
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """A dense layer from plain ops: ``x @ weight.T + bias``, x (N, in), weight (out, in), bias (out,).
+
+    The engine derives the gradients (gx = gy W, gW = gy^T x, gb = sum_n gy) and their own derivatives from
+    MatMul's, Transpose's and Add's rules: five recorded nodes per layer under ``create_graph=True``.
+
+    Fast version: ``F.linear`` runs one ``Linear`` op (one GEMM, the bias added in place) whose backward is
+    one ``LinearGrad`` op with its second derivatives worked out by hand, on raw arrays when no graph of the
+    gradient is recorded and in Tensor ops when one is (``npgan/ops/linear.py``).
+    """
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor | None = None, negative_slope: float = 0.0) -> Tensor:
+    """``leaky_relu(x @ weight.T + bias, negative_slope)`` from plain ops (slope 0: ReLU).
+
+    Fast version: ``F.linear_leaky_relu``, one ``LinearLeakyReLU`` op (what ``nn.fuse`` makes of an
+    ``nn.Linear`` followed by an ``nn.ReLU`` or ``nn.LeakyReLU``), its backward the same ``LinearGrad`` op
+    with the activation's mask.
+    """
+    return leaky_relu(linear(x, weight, bias), negative_slope)
 
 
 # -- im2col / col2im ----------------------------------------------------------------------------------
@@ -166,6 +201,71 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.999
     m_hat, v_hat = m / (1.0 - beta1**step), v / (1.0 - beta2**step)
     xp = backend.get_array_module(param)
     return param - lr * m_hat / (xp.sqrt(v_hat) + eps), m, v
+
+
+# -- differentiable optimizer steps (unrolling) ----------------------------------------------------------
+
+
+def differentiable_adam_step(params, grads, exp_avgs, exp_avg_sqs, steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                             weight_decay=0.0):
+    """One Adam step as Tensor expressions, one parameter at a time: new ``(params, exp_avgs, exp_avg_sqs)``.
+
+    ``steps[i]`` is parameter i's step number, from 1. A parameter whose gradient is None keeps its value
+    and moments. The rule is ``adam_step``'s, in ``torch.optim.Adam``'s order of operations (so float32
+    results match to the bit)::
+
+        g = grad + weight_decay p
+        m = lerp(m, g, 1 - beta1)            m + (g - m)(1 - beta1), computed from the nearer end
+        v = beta2 v + (1 - beta2) g^2
+        p = p - (m / (sqrt(v) / sqrt(1 - beta2^t) + eps)) (lr / (1 - beta1^t))
+
+    The results are expressions of ``params`` and ``grads``, so a loss of the new parameters differentiates
+    through the step (unrolled GANs). sqrt(v) has derivative 0 where v is exactly 0, not infinity.
+
+    Fast version: ``npgan.optim.differentiable_step`` with an ``optim.Adam``: each param group packed into
+    one flat vector (``F.pack``) and updated by one set of ops, the flat vectors kept from step to step.
+    """
+    beta1, beta2 = betas
+    new_params, new_m, new_v = list(params), list(exp_avgs), list(exp_avg_sqs)
+    for i, (p, grad, m, v, t) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, steps)):
+        if grad is None:
+            continue
+        g = grad + weight_decay * p if weight_decay != 0 else grad
+        weight = 1.0 - beta1  # lerp(m, g, weight), from the nearer end as torch.lerp computes it
+        m = m + (g - m) * weight if weight < 0.5 else g - (g - m) * (1.0 - weight)
+        v = v * beta2 + g * g * (1.0 - beta2)
+        positive = v.data > 0
+        sqrt_v = where(positive, sqrt(where(positive, v, 1.0)), 0.0)
+        denom = sqrt_v / math.sqrt(1.0 - beta2**t) + eps
+        new_params[i] = p - (m / denom) * (lr / (1.0 - beta1**t))
+        new_m[i], new_v[i] = m, v
+    return new_params, new_m, new_v
+
+
+def differentiable_sgd_step(params, grads, momentum_buffers, lr, momentum=0.0, dampening=0.0, nesterov=False,
+                            weight_decay=0.0):
+    """One SGD step as Tensor expressions, one parameter at a time: new ``(params, momentum_buffers)``.
+
+    ``momentum_buffers[i]`` is None before parameter i's first step with momentum. A parameter whose
+    gradient is None keeps its value and buffer. The rule (``torch.optim.SGD``)::
+
+        g = grad + weight_decay p
+        b = g on the first step, else momentum b + (1 - dampening) g
+        p = p - lr (g + momentum b)  with Nesterov,  p - lr b  without,  p - lr g  with no momentum
+
+    Fast version: ``npgan.optim.differentiable_step`` with an ``optim.SGD`` (each param group packed).
+    """
+    new_params, new_buffers = list(params), list(momentum_buffers)
+    for i, (p, grad, b) in enumerate(zip(params, grads, momentum_buffers)):
+        if grad is None:
+            continue
+        g = grad + weight_decay * p if weight_decay != 0 else grad
+        if momentum != 0:
+            b = g if b is None else b * momentum + g * (1.0 - dampening)
+            g = g + b * momentum if nesterov else b
+            new_buffers[i] = b
+        new_params[i] = p - g * lr
+    return new_params, new_buffers
 
 
 # -- batch norm -----------------------------------------------------------------------------------------

@@ -145,7 +145,9 @@ def test_unknown_configuration_is_an_error(capsys):
 
 
 def test_profiler_counts_each_second_once_and_restores_the_ops():
-    original = (conv.im2col, conv.gemm, npgan.functional.leaky_relu)
+    from npgan.ops import linear
+
+    original = (conv.im2col, conv.gemm, linear.gemm, npgan.functional.leaky_relu)
     profiler = bench.OpProfiler()
     step = bench.npgan_steps("dcgan-32", 2, "cpu", timers=profiler)["step"]
     profiler.install()
@@ -153,7 +155,7 @@ def test_profiler_counts_each_second_once_and_restores_the_ops():
         step()
     finally:
         profiler.uninstall()
-    assert (conv.im2col, conv.gemm, npgan.functional.leaky_relu) == original
+    assert (conv.im2col, conv.gemm, linear.gemm, npgan.functional.leaky_relu) == original
     assert all(v >= 0 for v in profiler.totals.values())
     assert profiler.totals["gemm"] > 0 and profiler.totals["im2col"] > 0 and profiler.totals["col2im"] > 0
     assert profiler.totals["batchnorm"] > 0 and profiler.totals["optimizer"] > 0
@@ -165,7 +167,7 @@ def test_profiler_counts_each_second_once_and_restores_the_ops():
                                            ("wgan-32", "generator"), ("toy-mlp", "step"),
                                            ("toy-wgan-gp", "critic")])
 def test_flop_count_equals_the_gemm_work_the_engine_does(config, phase, monkeypatch):
-    from npgan.ops import core
+    from npgan.ops import core, linear
 
     done = []
     gemm, matmul_forward = conv.gemm, core.MatMul.forward
@@ -180,6 +182,7 @@ def test_flop_count_equals_the_gemm_work_the_engine_does(config, phase, monkeypa
         return y
 
     monkeypatch.setattr(conv, "gemm", counting_gemm)
+    monkeypatch.setattr(linear, "gemm", counting_gemm)
     monkeypatch.setattr(core.MatMul, "forward", counting_matmul)
     step = bench.npgan_steps(config, 4, "cpu")[phase]
     step()  # Adam's moments and the like are created in the first step

@@ -30,6 +30,17 @@ def test_graph_lists_the_ops_in_the_order_they_ran():
     assert viz.graph(loss).ops == ["Linear", "Tanh", "Linear", "Mul", "Sum", "Mul"]
 
 
+def test_an_unfused_model_shows_the_layers_as_written_and_a_fused_one_its_fused_op():
+    npgan.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(0.2), nn.Linear(3, 1), nn.ReLU())
+    x = npgan.randn(4, 2)
+    assert viz.graph(model(x).sum()).ops == ["Linear", "LeakyReLU", "Linear", "LeakyReLU", "Sum"]  # ReLU: slope 0
+    dot = viz.graph(model(x).sum(), model).dot
+    assert '"Linear\\n(4, 3) float32"' in dot and '"LeakyReLU\\n(4, 3) float32"' in dot
+    nn.fuse(model)
+    assert viz.graph(model(x).sum()).ops == ["LinearLeakyReLU", "LinearLeakyReLU", "Sum"]
+
+
 def test_dot_text_names_ops_shapes_dtypes_and_marks_leaves_parameters_and_constants():
     model, loss = mlp_loss()
     dot = viz.graph(loss, model).dot

@@ -445,7 +445,7 @@ def test_clip_with_min_above_max_raises_value_error():
         F.clip(npgan.randn(3), 1.0, -1.0)
 
 
-# -- the fused linear + activation (npgan.ops.conv.LinearLeakyReLU) -------------------------------------------
+# -- the fused linear + activation (npgan.ops.linear.LinearLeakyReLU) -------------------------------------------
 
 
 def _fused_inputs(bias, seed=3):
@@ -487,13 +487,13 @@ def test_linear_leaky_relu_equals_linear_then_leaky_relu_to_the_bit_in_values_an
         np.testing.assert_array_equal(linear, composed)
 
 
-# -- a linear layer's gradients as one op (npgan.ops.conv.LinearGrad) -----------------------------------------
+# -- a linear layer's gradients as one op (npgan.ops.linear.LinearGrad) -----------------------------------------
 
 
 def _linear_grad_case(activation, wanted, device="cpu", seed=7):
     """f(gy, x, W) = a fixed random weighting of LinearGrad's outputs, and its inputs (float64)."""
     from npgan.ops.activation import LeakyReLUGrad
-    from npgan.ops.conv import LinearGrad
+    from npgan.ops.linear import LinearGrad
 
     rng = np.random.default_rng(seed)
     gy, x, W = (npgan.tensor(rng.standard_normal(shape)).to(device).requires_grad_(True)
@@ -536,7 +536,7 @@ def test_linear_grad_backward_on_raw_arrays_equals_its_tensor_op_backward(activa
 
 
 def test_a_linear_layers_gradient_is_one_recorded_op_under_create_graph():
-    from npgan.ops.conv import LinearGrad
+    from npgan.ops.linear import LinearGrad
 
     x = npgan.randn(4, 3, requires_grad=True)
     W, b = npgan.randn(5, 3, requires_grad=True), npgan.randn(5, requires_grad=True)
@@ -544,22 +544,3 @@ def test_a_linear_layers_gradient_is_one_recorded_op_under_create_graph():
     assert gx.creator is gW.creator is gb.creator and isinstance(gx.creator, LinearGrad)
     (gx,) = npgan.grad(F.linear_leaky_relu(x, W, b, 0.2).sum(), [x], create_graph=True)
     assert gx.creator.inputs[1] is W and len(gx.creator.inputs) == 2  # gy and W: x's own graph is not held
-
-
-def test_sequential_runs_linear_and_leaky_relu_as_one_op_but_not_a_subclass_of_linear():
-    from npgan import nn
-    from npgan.ops.conv import LinearLeakyReLU
-
-    class ScaledLinear(nn.Linear):
-        def forward(self, x):
-            return super().forward(x) * 2.0
-
-    x = npgan.randn(4, 3)
-    fused = nn.Sequential(nn.Linear(3, 5), nn.LeakyReLU(0.2))
-    assert isinstance(fused(x).creator, LinearLeakyReLU) and fused(x).creator.slope == 0.2
-    assert isinstance(nn.Sequential(nn.Linear(3, 5), nn.ReLU())(x).creator, LinearLeakyReLU)
-    plain = nn.Sequential(ScaledLinear(3, 5), nn.LeakyReLU(0.2))
-    plain.load_state_dict(fused.state_dict())
-    expected = F.leaky_relu(F.linear(x, plain[0].weight, plain[0].bias) * 2.0, 0.2)  # its own forward ran
-    np.testing.assert_array_equal(plain(x).numpy(), expected.numpy())
-    assert not isinstance(plain(x).creator, LinearLeakyReLU)

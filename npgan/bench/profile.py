@@ -12,12 +12,13 @@ PROFILE_CATEGORIES = ("im2col", "gemm", "col2im", "batchnorm", "elementwise", "o
 class OpProfiler:
     """Exclusive wall time by op category while installed (npgan only; for ``--profile``).
 
-    It wraps, temporarily, ``forward`` and ``backward`` of every ``Function`` subclass and the conv helpers
-    ``npgan.ops.conv.pad_input / im2col / col2im / gemm``: nested calls are subtracted from their caller, so
-    each second is counted once. Categories: im2col (padding and window copies), gemm (conv GEMMs, Linear
-    and MatMul), col2im, batchnorm (the BatchNorm op, forward and backward), elementwise (every other op's
-    forward, and the glue of every backward: allocating outputs, reshapes, gradient sums), optimizer
-    (``optimizer.step``) and other (the rest of the step: the graph walk, Python, freeing memory).
+    It wraps, temporarily, ``forward`` and ``backward`` of every ``Function`` subclass, the conv helpers
+    ``npgan.ops.conv.pad_input / im2col / col2im / gemm`` and ``npgan.ops.linear.gemm``: nested calls are
+    subtracted from their caller, so each second is counted once. Categories: im2col (padding and window
+    copies), gemm (conv and linear GEMMs, MatMul), col2im, batchnorm (the BatchNorm op, forward and
+    backward), elementwise (every other op's forward, and the glue of every backward: allocating outputs,
+    reshapes, gradient sums), optimizer (``optimizer.step``) and other (the rest of the step: the graph
+    walk, Python, freeing memory).
     On the GPU the device is synchronized at every boundary, which slows the step down.
     """
 
@@ -61,7 +62,7 @@ class OpProfiler:
 
     def install(self):
         from npgan.autograd import Function  # noqa: PLC0415
-        from npgan.ops import conv  # noqa: PLC0415
+        from npgan.ops import conv, linear  # noqa: PLC0415
 
         classes, todo = [], list(Function.__subclasses__())
         while todo:
@@ -73,11 +74,12 @@ class OpProfiler:
                 if method in cls.__dict__:
                     self._saved.append((cls, method, cls.__dict__[method]))
                     setattr(cls, method, self.timed(cls.__dict__[method], self.category(cls)))
-        for name, category in (("pad_input", "im2col"), ("im2col", "im2col"), ("col2im", "col2im"),
-                               ("gemm", "gemm")):
-            if hasattr(conv, name):
-                self._saved.append((conv, name, getattr(conv, name)))
-                setattr(conv, name, self.timed(getattr(conv, name), category))
+        for module, name, category in ((conv, "pad_input", "im2col"), (conv, "im2col", "im2col"),
+                                       (conv, "col2im", "col2im"), (conv, "gemm", "gemm"),
+                                       (linear, "gemm", "gemm")):
+            if hasattr(module, name):
+                self._saved.append((module, name, getattr(module, name)))
+                setattr(module, name, self.timed(getattr(module, name), category))
         return self
 
     def uninstall(self):

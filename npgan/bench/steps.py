@@ -19,11 +19,13 @@ GP_LAMBDA, CLIP = 10.0, 0.01
 def npgan_steps(config: str, batch_size: int, device: str, timers=None) -> dict:
     """``{phase: step function}`` for npgan; ``timers`` (if given) is called with each ``optimizer.step``."""
     import npgan  # noqa: PLC0415
-    from npgan import backend, optim  # noqa: PLC0415
+    from npgan import backend, nn, optim  # noqa: PLC0415
     from npgan.gan import losses  # noqa: PLC0415
 
     npgan.manual_seed(0)
     G, D, nz = build_models(config, device)
+    nn.fuse(G)  # Linear + (Leaky)ReLU as one op, as the Trainer runs them
+    nn.fuse(D)
     kind, kwargs = _OPTIMIZERS[config]
     make = optim.Adam if kind == "adam" else optim.RMSprop
     opt_g, opt_d = make(G.parameters(), **kwargs), make(D.parameters(), **kwargs)

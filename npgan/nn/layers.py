@@ -17,7 +17,7 @@ from npgan.nn.module import Module, Parameter
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Embedding", "Flatten",
-    "GaussianNoise", "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PixelShuffle", "ReLU",
+    "GaussianNoise", "Identity", "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PixelShuffle", "ReLU",
     "Sigmoid", "Tanh", "Unflatten", "Upsample", "VirtualBatchNorm",
 ]
 
@@ -108,11 +108,6 @@ class Linear(Module):
         """x (..., in_features) -> (..., out_features)."""
         _check_features(self, x, self.in_features)
         return F.linear(x, self.weight, self.bias)
-
-    def forward_activated(self, x, negative_slope):
-        """``leaky_relu(self(x), negative_slope)`` as one op (``Sequential`` calls it for Linear + (Leaky)ReLU)."""
-        _check_features(self, x, self.in_features)
-        return F.linear_leaky_relu(x, self.weight, self.bias, negative_slope)
 
     def extra_repr(self) -> str:
         """``in_features=2, out_features=3, bias=True``."""
@@ -594,6 +589,18 @@ class Embedding(Module):
     def extra_repr(self) -> str:
         """``num_embeddings, embedding_dim``."""
         return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class Identity(Module):
+    """Returns its input unchanged; ``nn.fuse`` leaves one in the slot of an activation it fused away.
+
+    >>> nn.Identity()(npgan.tensor([1.0, 2.0]))
+    tensor([1., 2.], dtype=float32)
+    """
+
+    def forward(self, x):
+        """x, as it is."""
+        return x
 
 
 class Flatten(Module):

@@ -89,10 +89,12 @@ class Module:
             return
         params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
-            self._forget(name)
+            if name not in params:  # a replaced parameter keeps its place in the order, as in PyTorch
+                self._forget(name)
             params[name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            if name not in modules:  # a replaced module keeps its place in the order, as in PyTorch
+                self._forget(name)
             modules[name] = value
             value._set_path(self._child_path(name))
         elif name in params:
@@ -163,7 +165,8 @@ class Module:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module('{name}'): expected a Module, got {type(module).__name__}")
         self._check_initialized(name)
-        self._forget(name)
+        if name not in self._modules:  # a replaced module keeps its place in the order
+            self._forget(name)
         self._modules[name] = module
         if module is not None:
             module._set_path(self._child_path(name))
@@ -459,28 +462,6 @@ class Sequential(Module):
 
     def forward(self, x):
         """x through every module in order; the output shape is the last module's."""
-        modules = list(self._modules.values())
-        i = 0
-        while i < len(modules):
-            slope = _fusable_slope(modules[i], modules[i + 1] if i + 1 < len(modules) else None)
-            if slope is None:
-                x = modules[i](x)
-                i += 1
-            else:  # Linear then ReLU / LeakyReLU: the same values as one op, one graph node fewer
-                x = modules[i].forward_activated(x, slope)
-                i += 2
+        for module in self._modules.values():
+            x = module(x)
         return x
-
-
-def _fusable_slope(module, following):
-    """The negative slope when ``module`` is an ``nn.Linear`` followed by an ``nn.ReLU`` (0) or
-    ``nn.LeakyReLU``, both exactly those classes (a subclass may change ``forward``); else None."""
-    from npgan.nn import layers  # noqa: PLC0415 - layers imports this module
-
-    if type(module) is not layers.Linear:
-        return None
-    if type(following) is layers.ReLU:
-        return 0.0
-    if type(following) is layers.LeakyReLU:
-        return following.negative_slope
-    return None

@@ -17,7 +17,8 @@ class LeakyReLUGrad(Function):
     """gy -> gy where x > 0, slope * gy elsewhere. Linear in gy, so it is its own derivative.
 
     It multiplies by a float mask (1 or slope) instead of ``xp.where(positive, gy, slope * gy)``: on the
-    random signs of activations ``where`` mispredicts a branch per element and runs ~40x slower on NumPy.
+    random signs of activations ``where`` mispredicts a branch per element and runs many times slower on
+    NumPy.
     """
 
     def __init__(self, positive, slope, mask=None):

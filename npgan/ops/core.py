@@ -472,7 +472,7 @@ def _swap_last(t: Tensor) -> Tensor:
 
 def _blas_ready(a, xp):
     """``a`` itself, or a contiguous copy when a dimension is broadcast (stride 0, as the gradient of a
-    ``sum`` is): NumPy cannot hand such an operand to BLAS and multiplies it in a plain loop, 30x slower."""
+    ``sum`` is): NumPy cannot hand such an operand to BLAS and multiplies it in a plain loop, far slower."""
     if a.flags.c_contiguous or a.flags.f_contiguous:  # the usual case, decided without a loop
         return a
     if any(stride == 0 and size > 1 for stride, size in zip(a.strides, a.shape)):
@@ -484,7 +484,7 @@ def gemm(a, b, out=None):
     """The 2-D matrix product of every layer (MatMul, Linear, the convolutions): one function, so
     ``npgan bench --profile`` can time it."""
     xp = xp_of(a, b)
-    if a.shape[1] == 1:  # an outer product (a 1-unit layer's gradient): BLAS is 4x slower than a multiply
+    if a.shape[1] == 1:  # an outer product (a 1-unit layer's gradient): a plain multiply beats a BLAS call
         return xp.multiply(a, b, out=out)
     return backend.matmul(_blas_ready(a, xp), _blas_ready(b, xp), out=out)
 
@@ -878,14 +878,9 @@ class Where(Function):
     def forward(self, a, b):
         return xp_of(a, b).where(self.condition, a, b)
 
-    def backward(self, gy):
-        zero = zeros_like_tensor(gy)
-        return (where(self.condition, gy, zero) if self.needs_input_grad[0] else None,
-                where(self.condition, zero, gy) if self.needs_input_grad[1] else None)
-
-
-def zeros_like_tensor(t: Tensor) -> Tensor:
-    return Tensor(xp_of(t.data).zeros((), dtype=t.dtype))
+    def backward(self, gy):  # the gradient goes to the side that was chosen, 0 to the other
+        return (where(self.condition, gy, 0.0) if self.needs_input_grad[0] else None,
+                where(self.condition, 0.0, gy) if self.needs_input_grad[1] else None)
 
 
 def where(condition, a, b) -> Tensor:

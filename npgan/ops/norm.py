@@ -1,7 +1,7 @@
-"""Normalisation (batch, layer, instance, virtual batch), dropout and embedding.
+"""Normalisation: batch, layer, instance and virtual batch norm.
 
-Layer norm, dropout, embedding and batch norm in eval mode are composed from differentiable ops, so their
-second derivatives (a WGAN-GP critic with LayerNorm) come for free. Batch norm in training mode, the hot
+Layer, instance and virtual batch norm and batch norm in eval mode are composed from differentiable ops,
+so their second derivatives (a WGAN-GP critic with LayerNorm) come for free. Batch norm in training mode, the hot
 path of every DCGAN step, is one fused op (``BatchNorm``): a few NumPy passes over the raw arrays forward
 and backward, and a composed, differentiable backward when a graph of the gradient is being built.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 
 from npgan import backend
-from npgan.autograd import Function, Tensor, as_tensor, is_grad_enabled
+from npgan.autograd import Function, Tensor, is_grad_enabled
 from npgan.ops.core import concatenate, getitem, mean
 from npgan.ops.core import sum as sum_
 
@@ -192,44 +192,6 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
     if bias is not None:
         x_hat = x_hat + bias
     return x_hat
-
-
-def dropout(x, p=0.5, training=True) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1 / (1 - p) (inverted dropout).
-
-    >>> F.dropout(npgan.ones(4), 0.5, training=False)
-    tensor([1., 1., 1., 1.], dtype=float32)
-    """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return x * 0.0
-    keep = backend.random_uniform(x.shape, dtype=x.dtype, device=x.device) >= p
-    return x * Tensor(keep.astype(x.dtype) * (1.0 / (1.0 - p)))
-
-
-def embedding(indices, weight) -> Tensor:
-    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` (any shape).
-
-    >>> F.embedding(npgan.tensor([2, 0]), npgan.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]))
-    tensor([[4., 5.],
-           [0., 1.]], dtype=float32)
-    """
-    indices = indices.data if isinstance(indices, Tensor) else indices
-    if not backend.is_array(indices):
-        indices = as_tensor(indices).data
-    if indices.dtype.kind not in "iu":
-        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
-    # Host arrays only: on the GPU the check would be two device-to-host syncs per call (see nn.Embedding).
-    if indices.size and not backend.is_cupy_array(indices) and \
-            (int(indices.min()) < 0 or int(indices.max()) >= weight.shape[0]):
-        raise ValueError(
-            f"embedding: indices must be in [0, {weight.shape[0]}), got values in "
-            f"[{int(indices.min())}, {int(indices.max())}]"
-        )
-    return getitem(weight, indices)
 
 
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
