@@ -138,7 +138,7 @@ POSITIVE = Kind(float, lambda v: v > 0, "a number > 0")
 NON_NEGATIVE = Kind(float, lambda v: v >= 0, "a number >= 0")
 FRACTION = Kind(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 FLIP_PROBABILITY = Kind(float, lambda v: 0.0 <= v < 0.5, "a probability in [0, 0.5)")
-LABEL_RANGE = Kind(_label_range, _is_label_range, "LOW,HIGH with 0 <= LOW <= HIGH (two numbers, e.g. 0.7,1.2)")
+LABEL_RANGE = Kind(_label_range, _is_label_range, "a pair (low, high) with 0 <= low <= high (LOW,HIGH, e.g. 0.7,1.2)")
 
 
 def setting(default, help=None, *, group, kind=None, choices=None, flag=None, metavar=None, action=None,
@@ -300,7 +300,7 @@ class TrainConfig:
                 backend.check_device(value)
                 continue
             if meta["choices"] is not None and value not in meta["choices"]:
-                raise ValueError(f"{f.name} must be one of {meta['choices']}, got {value!r}")
+                raise ValueError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
             if meta["kind"] is not None and not meta["kind"].check(value):
                 raise ValueError(f"{f.name} must be {meta['kind'].expected}, got {value!r}")
             if meta["action"] is not None and not isinstance(value, bool):
