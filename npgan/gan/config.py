@@ -12,6 +12,7 @@ toy defaults (``Variant.toy``). ``resolved()`` fills them in: what a run trains 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -77,11 +78,6 @@ VARIANTS = {
 }
 
 
-def variant_for(model: str, is_toy: bool) -> Variant:
-    """The variant a model trains with (its toy defaults are applied by ``TrainConfig.resolved``)."""
-    return VARIANTS[model]
-
-
 def toy_defaults_text(name: str) -> str:
     """"wgan-gp on the 2-D toys: 256" for a setting that variants give a toy default (the help says it)."""
     return ", ".join(f"{v.name} on the 2-D toys: {'on' if v.toy[name] is True else v.toy[name]}"
@@ -100,8 +96,6 @@ class Kind:
         self.convert, self.accept, self.expected = convert, accept, expected
 
     def __call__(self, text):
-        import argparse  # noqa: PLC0415
-
         try:
             value = self.convert(text)
         except ValueError:

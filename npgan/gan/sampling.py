@@ -70,7 +70,7 @@ def save_samples(t) -> str:
                      f"{quality['high_quality_pct']:.0f}% high quality"  # second line: fits the picture
         save_toy_scatter(t.config.dataset, samples, path, title=title)
     else:
-        nrow = t.num_classes if t.num_classes else int(math.ceil(math.sqrt(len(samples))))
+        nrow = t.num_classes or int(math.ceil(math.sqrt(len(samples))))  # conditional: one column per class
         viz.save_grid(samples, path, nrow=nrow)
     t.sample_paths.append(path)
     shutil.copyfile(path, t.paths()["final"])  # samples.png: always the latest grid

@@ -202,7 +202,8 @@ class Trainer:
         if self.batches is None:
             self.batches = self.loader.batches()
         images, labels = next(self.batches)  # the global batch: every rank keeps its shard
-        return self.shard(images), (self.shard(labels) if self.num_classes else None)
+        conditional_labels = labels if self.num_classes else None  # an unconditional run ignores the dataset's
+        return self.shard(images), self.shard(conditional_labels)
 
     def generate(self, n=None, noise=None, labels=None, averaged=True):
         """Samples from G in eval mode (BatchNorm uses its running statistics), without a graph.
