@@ -52,7 +52,7 @@ TOY_REMEDIES = {
     "wgan": ("Wasserstein loss, clipped critic, RMSprop, 5 critic steps (Arjovsky et al. 2017)",
              dict(model="wgan")),
     "wgan-gp": ("Wasserstein loss with a gradient penalty (Gulrajani et al. 2017; toy settings of their code)",
-                dict(model="wgan-gp")),
+                dict(model="wgan-gp", hidden=128, lr_decay=False, g_ema=0.0)),  # not its toy recipe: one change
     "unrolled": ("G's loss against D unrolled 5 steps, gradient through the steps (Metz et al. 2016)",
                  dict(unroll=5)),
     "unrolled, first order": ("the same 5 unrolled steps, no gradient through them", dict(unroll=5,
@@ -138,7 +138,7 @@ def run_one(job: dict) -> dict:
     if os.path.exists(checkpoint):
         trainer = Trainer.from_checkpoint(checkpoint, progress=False, steps=job["steps"])
         stored = _comparable(dataclasses.asdict(trainer.config))
-        asked = _comparable(dataclasses.asdict(wanted))
+        asked = _comparable(dataclasses.asdict(wanted.resolved()))  # checkpoints store the defaults filled in
         differ = sorted(k for k in set(stored) | set(asked) if stored.get(k) != asked.get(k))
         if differ:
             raise SystemExit(f"remedies.py: {checkpoint} holds another run (settings differ: {', '.join(differ)}); "

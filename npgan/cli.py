@@ -1,6 +1,7 @@
 """The ``npgan`` command: ``train``, ``sample``, ``interpolate``, ``bench`` and ``info``.
 
-A thin layer over the library: every flag maps onto ``npgan.gan.TrainConfig`` or a function argument.
+A thin layer over the library: `npgan train`'s flags are generated from ``npgan.gan.TrainConfig``'s fields
+(``npgan.gan.config``); the other commands' flags are function arguments.
 """
 
 from __future__ import annotations
@@ -15,145 +16,69 @@ import sys
 
 import numpy as np
 
-TOY_AND_IMAGE_DATASETS = ("mnist5k", "mnist", "fashion-mnist", "folder", "fake", "ring8", "grid25", "swissroll")
+# `npgan train` options that are not TrainConfig fields, added after the field named: (flags, argparse kwargs).
+CLI_ONLY = {
+    "out": [(("--resume",), dict(action="store_true", help="continue from OUT/checkpoint.npz")),
+            (("--overwrite",), dict(action="store_true",
+                                    help="start a new run in an OUT that holds one (its checkpoint is replaced)"))],
+    "metrics": [(("--quiet",), dict(action="store_true", help="no progress bar"))],
+}
+CLI_ONLY_OPTIONS = {flags[0][2:] for options in CLI_ONLY.values() for flags, _ in options}
 
 
-def _number(convert, accept, expected):
-    """An argparse type: ``convert`` the text, then refuse values ``accept`` says no to, naming ``expected``."""
+def _non_negative_int(text):
+    from npgan.gan.config import NON_NEGATIVE_INT  # noqa: PLC0415
 
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-        return value
-
-    return parse
+    return NON_NEGATIVE_INT(text)
 
 
-_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number(float, lambda v: v > 0, "a positive number")
-_non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
-_fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-_flip_probability = _number(float, lambda v: 0.0 <= v < 0.5, "a probability in [0, 0.5)")
+def _positive_int(text):
+    from npgan.gan.config import POSITIVE_INT  # noqa: PLC0415
+
+    return POSITIVE_INT(text)
 
 
-def _label_range(text):
-    """``LOW,HIGH`` -> (low, high), 0 <= low <= high: the range soft real labels are drawn from."""
-    parts = text.split(",")
-    try:
-        low, high = (float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers, e.g. 0.7,1.2), got {text!r}") from None
-    if not 0.0 <= low <= high:
-        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {low},{high}")
-    return low, high
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from npgan.gan.losses import LOSSES  # noqa: PLC0415
-    from npgan.gan.models import MLP_ACTIVATIONS  # noqa: PLC0415
-    from npgan.gan.trainer import MODELS, TOY_NETS, TOY_STEPS, VARIANTS  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(prog="npgan", description="Train and sample GANs with npgan (NumPy/CuPy).")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,interpolate,bench,info}")
+def _add_train_parser(sub):
+    """`npgan train`, generated from TrainConfig's fields: each field's flag, allowed values, group and help
+    (``npgan.gan.config.setting``). A flag left out keeps argparse's SUPPRESS default: the namespace holds only
+    the settings typed, so TrainConfig's own defaults (and the model's) apply to the rest, and resume compares
+    just what was typed."""
+    from npgan.gan.config import TrainConfig  # noqa: PLC0415
 
     train = sub.add_parser("train", help="train a GAN, DCGAN, WGAN, WGAN-GP or conditional GAN",
                            description="Train a model of the GAN family. Flags follow pytorch/examples' dcgan; "
                                        "unset ones take the model's published defaults.")
-    train.add_argument("model", choices=MODELS, help="which member of the GAN family")
-    data = train.add_argument_group("data")
-    data.add_argument("--dataset", default="mnist5k", choices=TOY_AND_IMAGE_DATASETS,
-                      help="mnist5k is embedded (needs npgan[data]); mnist, fashion-mnist and folder read --dataroot; "
-                           "ring8, grid25, swissroll are 2-D toys (default: mnist5k)")
-    data.add_argument("--dataroot", help="directory holding the dataset files")
-    data.add_argument("--image-size", type=int, choices=(28, 32, 64), help="28, 32 or 64 (default: 28 for MNIST)")
-    data.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the dataset's)")
-    data.add_argument("--batch-size", type=_positive_int, default=64)
-    net = train.add_argument_group("networks")
-    net.add_argument("--nz", type=_positive_int, help="latent size (default 100; 16 for toys)")
-    net.add_argument("--ngf", type=_positive_int, default=64, help="generator width (DCGAN)")
-    net.add_argument("--ndf", type=_positive_int, default=64, help="discriminator width (DCGAN)")
-    net.add_argument("--hidden", type=_positive_int, help="MLP width (original GAN and toys)")
-    net.add_argument("--toy-nets", choices=TOY_NETS, default="mlp",
-                     help="nets for the 2-D toys: LeakyReLU MLPs, or PacGAN's (BatchNorm G, maxout D, z of size 2)")
-    net.add_argument("--g-activation", choices=MLP_ACTIVATIONS,
-                     help="hidden activation of the MLP generators (original GAN, toys): default leaky_relu; "
-                          "relu for wgan-gp on the toys")
-    net.add_argument("--critic-norm", choices=("batch", "layer", "instance", "none"), default="default",
-                     help="normalisation in D (default: batch; none for wgan-gp); instance: InstanceNorm2d "
-                          "(DCGAN nets)")
-    net.add_argument("--g-norm", choices=("batch", "virtual", "none"), default="default",
-                     help="normalisation in G: batch, virtual (virtual batch norm with a fixed reference batch "
-                          "of z, Salimans et al. 2016) or none (default: the model's, batch for DCGAN nets)")
-    net.add_argument("--g-upsample", choices=("convtranspose", "pixelshuffle", "nearest"), default="convtranspose",
-                     help="DCGAN G's upsampling: transposed conv (default), conv + PixelShuffle, or nearest "
-                          "upsampling + conv")
-    net.add_argument("--d-downsample", choices=("strided", "avgpool"), default="strided",
-                     help="DCGAN D's downsampling: strided conv (default) or conv + average pooling")
-    net.add_argument("--cond", choices=("embed", "channel"), default="embed",
-                     help="cgan's D reads the label embedded as one input plane (default) or as one-hot "
-                          "label planes (channel)")
-    loop = train.add_argument_group("training")
-    length = loop.add_mutually_exclusive_group()
-    defaults = ", ".join(f"{name} {variant.steps}" for name, variant in VARIANTS.items())
-    length.add_argument("--steps", type=_positive_int,
-                        help=f"generator steps (default: {defaults}; toys {TOY_STEPS})")
-    length.add_argument("--epochs", type=_positive_float, help="passes over the data (instead of --steps)")
-    loop.add_argument("--lr-g", type=_positive_float, help="generator learning rate")
-    loop.add_argument("--lr-d", type=_positive_float, help="discriminator learning rate (TTUR: differ from --lr-g)")
-    loop.add_argument("--beta1", type=_fraction, help="Adam beta1")
-    loop.add_argument("--beta2", type=_fraction, help="Adam beta2")
-    loop.add_argument("--n-critic", type=_positive_int, help="critic steps per generator step")
-    loop.add_argument("--clip", type=_positive_float, help="WGAN weight clipping bound")
-    loop.add_argument("--gp-lambda", type=_non_negative_float,
-                      help="gradient penalty weight (WGAN-GP: 10; on the 2-D toys 0.1, with betas (0.5, 0.9))")
-    loop.add_argument("--loss", choices=LOSSES, help="override the model's loss")
-    tricks = train.add_argument_group("tricks")
-    tricks.add_argument("--label-smoothing", type=_fraction, default=0.0, help="one-sided: real label = 1 - s")
-    tricks.add_argument("--instance-noise", type=_non_negative_float, default=0.0,
-                        help="std of Gaussian noise on D's inputs, decaying linearly to 0")
-    tricks.add_argument("--noise", choices=("gaussian", "uniform"), default="gaussian", help="distribution of z")
-    tricks.add_argument("--g-dropout", type=_fraction, default=0.0, help="dropout in G's hidden layers")
-    tricks.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
-    tricks.add_argument("--pack", type=_positive_int, default=1,
-                        help="PacGAN: D judges this many samples at once (fights mode collapse)")
-    tricks.add_argument("--r1-gamma", type=_non_negative_float, default=0.0,
-                        help="R1: penalise gamma/2 * |grad D(x_real)|^2 (Mescheder et al. 2018)")
-    tricks.add_argument("--g-ema", type=_fraction, default=0.0, metavar="DECAY",
-                        help="sample from an exponential moving average of G's weights (e.g. 0.999; 0: off)")
-    tricks.add_argument("--unroll", type=_non_negative_int, default=0, metavar="K",
-                        help="unrolled GAN (gan, dcgan, cgan): G's loss against D after K more differentiable "
-                             "D steps, gradient through them (Metz et al. 2016; 0: off)")
-    tricks.add_argument("--unroll-first-order", action="store_true",
-                        help="with --unroll: no gradient through D's unrolled steps (the cheaper surrogate)")
-    tricks.add_argument("--soft-labels", type=_label_range, metavar="LOW,HIGH",
-                        help="D's real labels drawn uniformly from [LOW, HIGH] per sample (e.g. 0.7,1.2)")
-    tricks.add_argument("--flip-labels", type=_flip_probability, default=0.0, metavar="P",
-                        help="swap D's real and fake label of each sample with probability P (e.g. 0.05)")
-    tricks.add_argument("--g-layer-noise", type=_non_negative_float, default=0.0, metavar="STD",
-                        help="Gaussian noise on every hidden layer of G, std decaying linearly to 0")
-    tricks.add_argument("--clip-grad-norm", type=_non_negative_float, default=0.0, metavar="MAX",
-                        help="clip each net's gradient norm to MAX before its step (0: off)")
-    tricks.add_argument("--g-dropout-at-sampling", action="store_true",
-                        help="keep G's dropout (--g-dropout) on when sampling: pictures, metrics, npgan sample")
-    run = train.add_argument_group("run")
-    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    run.add_argument("--seed", type=_non_negative_int, default=0)
-    run.add_argument("--out", default=None, help="output directory (default: runs/MODEL-DATASET)")
-    run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    run.add_argument("--overwrite", action="store_true",
-                     help="start a new run in an OUT that holds one (its checkpoint is replaced)")
-    run.add_argument("--log-every", type=_positive_int, default=10)
-    run.add_argument("--sample-every", type=_positive_int, default=100)
-    run.add_argument("--checkpoint-every", type=_positive_int, default=500)
-    run.add_argument("--no-metrics", action="store_true", help="skip the sample-quality metrics at the end")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--sync-bn", action="store_true",
-                     help="under mpiexec: BatchNorm statistics of the global batch, not of each rank's shard")
+    groups, exclusive = {None: train}, {}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta["flag"] is False:
+            continue
+        if meta["group"] not in groups:
+            groups[meta["group"]] = train.add_argument_group(meta["group"])
+        parent = groups[meta["group"]]
+        if meta["exclusive"]:
+            if meta["exclusive"] not in exclusive:
+                exclusive[meta["exclusive"]] = parent.add_mutually_exclusive_group()
+            parent = exclusive[meta["exclusive"]]
+        options = dict(default=argparse.SUPPRESS, help=meta["help"])
+        if meta["action"]:
+            options["action"] = meta["action"]
+        else:
+            ints = meta["choices"] and all(isinstance(c, int) for c in meta["choices"])
+            options.update(type=int if ints else meta["kind"], choices=meta["choices"], metavar=meta["metavar"])
+        if meta["positional"]:
+            parent.add_argument(f.name, **options)
+        else:
+            parent.add_argument(_flag(f.name), dest=f.name, **options)
+        for flags, options in CLI_ONLY.get(f.name, ()):
+            parent.add_argument(*flags, **options)
+    return train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="npgan", description="Train and sample GANs with npgan (NumPy/CuPy).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,interpolate,bench,info}")
+    parser.train_parser = _add_train_parser(sub)
 
     sample = sub.add_parser("sample", help="draw samples from a trained checkpoint")
     sample.add_argument("checkpoint")
@@ -180,39 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="throughput benchmarks against PyTorch: npgan bench --help")
 
     sub.add_parser("info", help="versions, backends and threads")
-    parser.train_parser = train  # read by _given_options
     return parser
-
-
-# `npgan train` flags that are not TrainConfig fields of the same name: CLI-only ones, and renamed ones.
-CLI_ONLY_OPTIONS = {"resume", "quiet", "overwrite"}
-OPTION_FIELDS = {"no_metrics": "metrics", "g_dropout_at_sampling": "g_dropout_sample", "sync_bn": "sync_batch_norm"}
-
-
-def _given_options(parser, argv) -> set:
-    """The destinations of the `npgan train` options the user actually typed (not left at their defaults).
-
-    Parses ``argv`` a second time with every default of the train parser set to ``SUPPRESS``, so only the
-    options present on the command line appear in the namespace.
-    """
-    train = parser.train_parser
-    saved = [(action, action.default) for action in train._actions]
-    for action, _ in saved:
-        action.default = argparse.SUPPRESS
-    try:
-        given = parser.parse_args(argv)
-    finally:
-        for action, default in saved:
-            action.default = default
-    return set(vars(given)) - {"command"}
 
 
 def _flag(field_name: str) -> str:
     """The `npgan train` spelling of a TrainConfig field."""
+    from npgan.gan.config import TrainConfig  # noqa: PLC0415
+
     if field_name == "model":
         return "MODEL"
-    inverse = {v: k for k, v in OPTION_FIELDS.items()}
-    return "--" + inverse.get(field_name, field_name).replace("_", "-")
+    flag = TrainConfig.__dataclass_fields__[field_name].metadata["flag"]
+    return flag or "--" + field_name.replace("_", "-")
 
 
 def resume_command(config) -> str:
@@ -224,36 +127,24 @@ def resume_command(config) -> str:
 # -- commands ------------------------------------------------------------------------------------------
 
 
+def _typed_settings(args) -> dict:
+    """The TrainConfig settings typed on the `npgan train` command line (the namespace holds no others)."""
+    from npgan.gan.config import TrainConfig  # noqa: PLC0415
+
+    return {name: value for name, value in vars(args).items() if name in TrainConfig.__dataclass_fields__}
+
+
 def _config_from_args(args, out):
-    from npgan.gan.trainer import TrainConfig  # noqa: PLC0415
+    from npgan.gan.config import TrainConfig  # noqa: PLC0415
 
-    return TrainConfig(
-        model=args.model, dataset=args.dataset, dataroot=args.dataroot, image_size=args.image_size,
-        channels=args.channels, batch_size=args.batch_size, nz=args.nz, ngf=args.ngf, ndf=args.ndf,
-        hidden=args.hidden, toy_nets=args.toy_nets, g_activation=args.g_activation, steps=args.steps,
-        epochs=args.epochs, lr_g=args.lr_g,
-        lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2, n_critic=args.n_critic, clip=args.clip,
-        gp_lambda=args.gp_lambda, loss=args.loss, critic_norm=args.critic_norm,
-        label_smoothing=args.label_smoothing, instance_noise=args.instance_noise, noise=args.noise,
-        g_dropout=args.g_dropout, pack=args.pack, r1_gamma=args.r1_gamma, lr_decay=args.lr_decay,
-        g_ema=args.g_ema, unroll=args.unroll, unroll_first_order=args.unroll_first_order,
-        g_norm=args.g_norm, soft_labels=args.soft_labels, flip_labels=args.flip_labels,
-        g_layer_noise=args.g_layer_noise, g_upsample=args.g_upsample, d_downsample=args.d_downsample,
-        cond=args.cond, clip_grad_norm=args.clip_grad_norm, g_dropout_sample=args.g_dropout_at_sampling,
-        sync_batch_norm=args.sync_bn, device=args.device, seed=args.seed, out=out, log_every=args.log_every,
-        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, metrics=not args.no_metrics,
-    )
+    return TrainConfig(**{**_typed_settings(args), "out": out})
 
 
-def _resume_overrides(args, asked) -> dict:
-    """The TrainConfig settings the user typed on a ``--resume`` command line, as ``asked`` holds them."""
-    fields = [f.name for f in dataclasses.fields(asked)]
-    given = getattr(args, "given", None)
-    if given is None:  # called without main(): every option counts as typed
-        given = set(vars(args)) - {"command"}
-    typed = {OPTION_FIELDS.get(dest, dest) for dest in given - CLI_ONLY_OPTIONS} | {"model", "out"}
-    # "out": the directory may have been moved since the run started. In TrainConfig's order, for messages.
-    return {name: getattr(asked, name) for name in fields if name in typed}
+def _resume_overrides(args, out) -> dict:
+    """The TrainConfig settings the user typed on a ``--resume`` command line, in TrainConfig's order.
+
+    "out" always: the directory may have been moved since the run started."""
+    return {**_typed_settings(args), "out": out}
 
 
 def _describe_run(checkpoint) -> str:
@@ -268,7 +159,7 @@ def _describe_run(checkpoint) -> str:
 
 
 def _refuse_resume(err, out) -> int:
-    from npgan.gan.trainer import RESUMABLE_SETTINGS  # noqa: PLC0415
+    from npgan.gan.resume import RESUMABLE_SETTINGS  # noqa: PLC0415
 
     lines = [f"npgan: error: --resume: {out} holds a different run; these settings differ from it:"]
     width = max(len(_flag(name)) for name, _, _ in err.differences)
@@ -285,15 +176,16 @@ def _refuse_resume(err, out) -> int:
 
 
 def cmd_train(args) -> int:
-    from npgan.gan.trainer import UNROLL_MODELS  # noqa: PLC0415
+    from npgan.gan.config import UNROLL_MODELS  # noqa: PLC0415
     from npgan.runtime import distributed, runlock  # noqa: PLC0415
     from npgan.runtime.interrupt import raise_on_signal  # noqa: PLC0415
 
-    if args.unroll and args.model not in UNROLL_MODELS:
-        return _usage_error(f"--unroll is for the models {', '.join(UNROLL_MODELS)}, not {args.model}")
-    if args.unroll_first_order and not args.unroll:
+    asked = _config_from_args(args, None)
+    if asked.unroll and asked.model not in UNROLL_MODELS:
+        return _usage_error(f"--unroll is for the models {', '.join(UNROLL_MODELS)}, not {asked.model}")
+    if asked.unroll_first_order and not asked.unroll:
         return _usage_error("--unroll-first-order needs --unroll K (K >= 1)")
-    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
+    out = getattr(args, "out", None) or os.path.join("runs", f"{asked.model}-{asked.dataset}")
     if args.resume and not os.path.exists(os.path.join(out, "checkpoint.npz")):  # before the lock makes OUT
         raise SystemExit(f"npgan: error: --resume: no checkpoint at {os.path.join(out, 'checkpoint.npz')}")
     # A signal while data loads or nets are built raises (the lock is released on the way out); the training
@@ -308,7 +200,7 @@ def _train_in(args, out) -> int:
 
     checkpoint = os.path.join(out, "checkpoint.npz")
     if args.resume:
-        overrides = _resume_overrides(args, _config_from_args(args, out))
+        overrides = _resume_overrides(args, out)
         try:
             trainer = Trainer.from_checkpoint(checkpoint, progress=not args.quiet, **overrides)
         except ResumeMismatch as err:
@@ -316,7 +208,7 @@ def _train_in(args, out) -> int:
         if trainer.comm.is_main:
             print(f"resuming {trainer.config.model} from step {trainer.step} ({checkpoint})")
     else:
-        if os.path.exists(checkpoint) and not getattr(args, "overwrite", False):
+        if os.path.exists(checkpoint) and not args.overwrite:
             print(f"npgan: error: {out} already holds a run ({_describe_run(checkpoint)}); a new run would replace "
                   f"its checkpoint.\nContinue it with --resume, choose another --out, or pass --overwrite to start "
                   "over in it.", file=sys.stderr)
@@ -386,12 +278,12 @@ def _generate(G, z, labels, device):
 
     with npgan.no_grad():
         noise = npgan.tensor(z, device=device)
-        out = G(noise, labels) if labels is not None else G(noise)
+        out = G(noise, labels)
     return backend.asnumpy(out.data)
 
 
 def _load(path, device, averaged=True):
-    from npgan.gan.trainer import load_generator  # noqa: PLC0415
+    from npgan.gan.sampling import load_generator  # noqa: PLC0415
 
     if not os.path.exists(path):
         raise SystemExit(f"npgan: error: no checkpoint at {path}")
@@ -417,7 +309,7 @@ def cmd_sample(args) -> int:
         np.save(out, samples)
     elif out.endswith(".png"):
         if info["is_toy"]:
-            from npgan.gan.trainer import save_toy_scatter  # noqa: PLC0415
+            from npgan.gan.sampling import save_toy_scatter  # noqa: PLC0415
 
             save_toy_scatter(info["config"].dataset, samples, out)
         else:
@@ -524,8 +416,6 @@ def main(argv=None) -> int:
         return bench.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        args.given = _given_options(parser, argv)
     commands = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate, "info": cmd_info}
     try:
         runtime.enable()  # every command runs with npgan's machine tuning: BLAS thread and malloc policies

@@ -103,7 +103,7 @@ MLP_ACTIVATIONS = ("leaky_relu", "relu")  # hidden activations an MLPGenerator c
 class MLPGenerator(_ReferenceBatch, nn.Module):
     """z (N, nz) -> x (N, *out_shape): Linear + LeakyReLU(0.2) hidden layers, then Tanh (or identity).
 
-    ``norm="batch"`` (or ``batch_norm=True``) puts BatchNorm1d after each hidden Linear (which then has no
+    ``norm="batch"`` puts BatchNorm1d after each hidden Linear (which then has no
     bias), ``norm="virtual"`` a VirtualBatchNorm with a reference batch of ``reference_size``;
     ``layer_noise=True`` adds a ``GaussianNoise`` after each hidden activation (its std set by the trainer);
     ``activation`` is ``"leaky_relu"`` or ``"relu"``; ``out_scale`` multiplies the output (the 2-D toys' extent).
@@ -113,13 +113,12 @@ class MLPGenerator(_ReferenceBatch, nn.Module):
     """
 
     def __init__(self, nz=100, hidden=(256, 512, 1024), out_shape=(1, 28, 28), num_classes=0,
-                 out_activation="tanh", dropout=0.0, batch_norm=False, activation="leaky_relu", out_scale=1.0,
+                 out_activation="tanh", dropout=0.0, activation="leaky_relu", out_scale=1.0,
                  norm=None, reference_size=64, reference_noise=None, layer_noise=False):
         super().__init__()
         self.out_scale = float(out_scale)
         if activation not in MLP_ACTIVATIONS:
             raise ValueError(f"MLPGenerator: activation must be 'leaky_relu' or 'relu', got {activation!r}")
-        norm = "batch" if batch_norm and norm is None else norm
         _check_g_norm(norm, "MLPGenerator")
         self.nz, self.num_classes, self.out_shape = nz, num_classes, tuple(out_shape)
         if num_classes:

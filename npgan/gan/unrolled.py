@@ -17,9 +17,13 @@ treated as a constant): the cheaper surrogate the paper contrasts, kept so the t
 
 from __future__ import annotations
 
+import functools
+
 import npgan
-from npgan import optim
+from npgan import nn, optim
 from npgan.autograd import Tensor
+from npgan.gan import losses
+from npgan.gan.tricks import critic, instance_noise
 
 
 def unroll_discriminator(D, opt_d, d_loss, steps: int, first_order: bool = False) -> dict:
@@ -51,3 +55,33 @@ def unroll_discriminator(D, opt_d, d_loss, steps: int, first_order: bool = False
     if first_order:
         current = [t.detach() for t in current]
     return {names[id(p)]: t for p, t in zip(owned, current)}
+
+
+def unrolled_critic(t, fake, labels):
+    """D's scores of G's ``fake`` batch with D's weights after ``unroll`` more differentiable steps (trainer ``t``).
+
+    D's real update is the ordinary optimizer step of the critic loop (``npgan.gan.step``); G's loss is then
+    taken against D unrolled K steps further from those weights (with D's optimizer's own hyperparameters and
+    moments, on K fresh real batches and fresh fakes), and G's gradient flows through the K steps, second
+    derivatives included (the paper's full method: the second-order term is what makes unrolling work against
+    mode collapse). ``unroll_first_order`` cuts the unrolled weights from G's graph instead: the cheaper
+    surrogate, to compare against. The unrolled steps use D's adversarial loss (with label smoothing and
+    instance noise), not its penalties. Batches and noise come from the trainer's own generators, so a run
+    still resumes exactly.
+    """
+    c = t.config
+    params = unroll_discriminator(t.D, t.opt_d, functools.partial(_unrolled_d_loss, t), c.unroll,
+                                  c.unroll_first_order)
+    return critic(t, instance_noise(t, fake), labels, params)
+
+
+def _unrolled_d_loss(t, params):
+    """D's loss on a fresh real batch and fresh fakes, with D's weights ``params`` (one unrolled step)."""
+    c = t.config
+    real, labels = t.real_batch()
+    z = t.sample_noise(real.shape[0])
+    with npgan.set_grad_enabled(not c.unroll_first_order):  # first order: no path from these fakes to G
+        fake = nn.functional_call(t.G, {}, z, labels)  # G's BatchNorm statistics stay as they are
+    d_real = critic(t, instance_noise(t, real), labels, params)
+    d_fake = critic(t, instance_noise(t, fake), labels, params)
+    return losses.discriminator_loss(c.loss, d_real, d_fake, real_label=1.0 - c.label_smoothing)

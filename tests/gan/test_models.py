@@ -74,7 +74,7 @@ def test_mlp_gan_matches_the_gan_mlp_benchmark_and_handles_labels():
 
 
 def test_mlp_options_batchnorm_relu_generator_and_maxout_discriminator():
-    G = MLPGenerator(2, (16, 16), (2,), out_activation=None, batch_norm=True, activation="relu")
+    G = MLPGenerator(2, (16, 16), (2,), out_activation=None, norm="batch", activation="relu")
     kinds = [type(m).__name__ for m in G.main]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
     assert G.main[0].bias is None and G.main[-1].bias is not None  # BatchNorm's beta replaces the bias

@@ -6,8 +6,7 @@ import pytest
 
 import npgan
 from npgan.checkpoint import load_checkpoint
-from npgan.gan import TrainConfig, Trainer, TrainingDiverged
-from npgan.gan.trainer import load_generator
+from npgan.gan import TrainConfig, Trainer, TrainingDiverged, load_generator, tricks
 
 TINY = dict(dataset="fake", batch_size=8, ngf=4, ndf=4, nz=8, log_every=1, sample_every=2, checkpoint_every=2,
             metrics=False, num_samples=4)
@@ -66,7 +65,7 @@ def test_wgan_critic_schedule_follows_the_paper(tmp_path):
     schedule = []
     for step in (0, 24, 25, 26, 500, 501):
         trainer.step = step
-        schedule.append(trainer._critic_iterations())
+        schedule.append(tricks.critic_iterations(trainer))
     assert schedule == [100, 100, 5, 5, 100, 5]
 
 
@@ -146,11 +145,14 @@ def test_generator_loads_from_a_checkpoint_without_the_dataset(tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("model", "vae", "model must be one of"),
-    ("batch_size", 0, "batch_size must be >= 1"),
-    ("lr_d", -1.0, "lr_d must be > 0"),
-    ("beta1", 1.0, r"beta1 must be in \[0, 1\)"),
+    ("batch_size", 0, "batch_size must be an int >= 1, got 0"),
+    ("batch_size", 8.0, "batch_size must be an int >= 1, got 8.0"),
+    ("lr_d", -1.0, "lr_d must be a number > 0"),
+    ("beta1", 1.0, r"beta1 must be a number in \[0, 1\)"),
     ("label_smoothing", 1.5, "label_smoothing"),
-    ("noise", "cauchy", "noise must be gaussian or uniform"),
+    ("noise", "cauchy", "noise must be one of gaussian, uniform, got 'cauchy'"),
+    ("critic_norm", "default", "critic_norm must be one of batch, layer, instance, none, got 'default'"),
+    ("lr_decay", 1, "lr_decay must be True or False"),
     ("device", "tpu", "device must be one of"),
     ("n_critic", 0, "n_critic must be an int >= 1"),
 ])
@@ -174,7 +176,7 @@ def test_packing_shows_d_several_samples_at_once(tmp_path):
     first = trainer.D.main[0]  # D's first Linear layer
     assert tuple(first.weight.shape) == (8, 2 * 4)
     trainer.train()
-    scores = trainer._critic(npgan.randn(8, 2))
+    scores = tricks.critic(trainer, npgan.randn(8, 2))
     assert scores.shape == (2,)  # 8 samples, judged 4 at a time
 
 
@@ -297,21 +299,20 @@ def test_g_ema_samples_from_the_average_and_resumes_exactly(tmp_path):
 
 
 def test_g_ema_outside_zero_one_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=r"g_ema must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"g_ema must be a number in \[0, 1\)"):
         Trainer(tiny(tmp_path, g_ema=1.0), progress=False)
 
 
 def test_toy_sample_pictures_are_titled_with_the_mode_metrics_of_their_points(tmp_path, monkeypatch):
-    from npgan.gan import metrics
-    from npgan.gan import trainer as trainer_module
+    from npgan.gan import metrics, sampling
 
-    titles, save = [], trainer_module.save_toy_scatter
+    titles, save = [], sampling.save_toy_scatter
 
     def record(dataset, samples, path, title=None):
         titles.append((samples, title))
         return save(dataset, samples, path, title=title)
 
-    monkeypatch.setattr(trainer_module, "save_toy_scatter", record)
+    monkeypatch.setattr(sampling, "save_toy_scatter", record)
     trainer = Trainer(tiny(tmp_path, model="gan", dataset="grid25", steps=2, hidden=8, sample_every=1), progress=False)
     trainer.train()
     samples, title = titles[-1]
@@ -323,12 +324,12 @@ def test_toy_sample_pictures_are_titled_with_the_mode_metrics_of_their_points(tm
 
 def test_wgan_gp_takes_the_toy_settings_on_toys_unless_told_otherwise(tmp_path):
     image = Trainer(tiny(tmp_path, model="wgan-gp"), progress=False)
-    assert image.gp_lambda == 10.0 and image.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
+    assert image.config.gp_lambda == 10.0 and image.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
     toy = Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8), progress=False)
-    assert toy.gp_lambda == 0.1 and toy.opt_d.param_groups[0]["betas"] == (0.5, 0.9)
+    assert toy.config.gp_lambda == 0.1 and toy.opt_d.param_groups[0]["betas"] == (0.5, 0.9)
     told = Trainer(tiny(tmp_path, model="wgan-gp", dataset="ring8", hidden=8, gp_lambda=10.0, beta1=0.0),
                    progress=False)
-    assert told.gp_lambda == 10.0 and told.opt_g.param_groups[0]["betas"] == (0.0, 0.9)
+    assert told.config.gp_lambda == 10.0 and told.opt_g.param_groups[0]["betas"] == (0.0, 0.9)
 
 
 def activations(G):

@@ -7,8 +7,7 @@ import pytest
 import npgan
 from npgan import nn
 from npgan.checkpoint import load_checkpoint
-from npgan.gan import TrainConfig, Trainer
-from npgan.gan.trainer import load_generator
+from npgan.gan import TrainConfig, Trainer, load_generator, tricks
 
 TINY = dict(dataset="fake", batch_size=8, ngf=4, ndf=4, nz=8, log_every=1, sample_every=100, checkpoint_every=100,
             metrics=False, num_samples=4)
@@ -23,11 +22,11 @@ def trainer(tmp_path, base=TINY, **overrides):
 
 def test_soft_labels_are_drawn_per_sample_within_their_range(tmp_path):
     t = trainer(tmp_path, TOY, soft_labels=(0.7, 1.2))
-    real, fake = (a.numpy() for a in t._d_targets(20000))
+    real, fake = (a.numpy() for a in tricks.d_targets(t, 20000))
     assert real.dtype == np.float32 and real.min() >= 0.7 and real.max() <= 1.2
     assert real.min() < 0.71 and real.max() > 1.19 and abs(real.mean() - 0.95) < 0.01  # uniform over the range
     assert (fake == 0).all()
-    again, _ = t._d_targets(20000)
+    again, _ = tricks.d_targets(t, 20000)
     assert not np.array_equal(again.numpy(), real)  # new draws every step
 
 
@@ -40,7 +39,7 @@ def test_soft_labels_of_zero_width_are_one_sided_label_smoothing(tmp_path):
 @pytest.mark.parametrize("soft", [None, (0.8, 1.1)])
 def test_flip_labels_swaps_the_asked_fraction_of_real_and_fake_labels(tmp_path, soft):
     t = trainer(tmp_path, TOY, flip_labels=0.2, soft_labels=soft)
-    real, fake = (a.numpy() for a in t._d_targets(40000))
+    real, fake = (a.numpy() for a in tricks.d_targets(t, 40000))
     assert abs((real == 0).mean() - 0.2) < 0.01  # real samples labelled fake
     assert abs((fake != 0).mean() - 0.2) < 0.01  # fake samples labelled real ...
     flipped = fake[fake != 0]
@@ -171,14 +170,15 @@ def test_virtual_batch_norm_runs_on_the_toys_and_resumes_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("g_norm", "group", "g_norm must be one of batch, virtual, none"),
+    ("g_norm", "group", "g_norm must be one of batch, virtual, none, got 'group'"),
+    ("g_norm", "default", "g_norm must be one of batch, virtual, none, got 'default'"),
     ("soft_labels", (1.2, 0.7), r"soft_labels must be a pair \(low, high\) with 0 <= low <= high"),
     ("soft_labels", (0.7,), "soft_labels must be a pair"),
     ("flip_labels", 0.5, r"flip_labels must be a probability in \[0, 0.5\)"),
     ("g_layer_noise", -0.1, "g_layer_noise must be a number >= 0"),
     ("g_upsample", "bilinear", "g_upsample must be one of"),
     ("d_downsample", "maxpool", "d_downsample must be one of"),
-    ("cond", "film", "cond must be embed or channel"),
+    ("cond", "film", "cond must be one of embed, channel"),
     ("clip_grad_norm", -1.0, "clip_grad_norm must be a number >= 0"),
     ("g_dropout_sample", True, r"g_dropout_sample \(--g-dropout-at-sampling\) .* needs g_dropout > 0"),
 ])
@@ -203,8 +203,8 @@ def test_tricks_are_refused_where_the_nets_or_the_loss_give_them_no_meaning(tmp_
 
 
 @pytest.mark.parametrize("base, g_norm, kind, count", [
-    (TINY, "default", nn.BatchNorm2d, 3), (TINY, "none", nn.BatchNorm2d, 0), (TINY, "virtual", nn.VirtualBatchNorm, 3),
-    (TOY, "default", nn.BatchNorm1d, 0), (TOY, "batch", nn.BatchNorm1d, 3), (TOY, "virtual", nn.VirtualBatchNorm, 3),
+    (TINY, None, nn.BatchNorm2d, 3), (TINY, "none", nn.BatchNorm2d, 0), (TINY, "virtual", nn.VirtualBatchNorm, 3),
+    (TOY, None, nn.BatchNorm1d, 0), (TOY, "batch", nn.BatchNorm1d, 3), (TOY, "virtual", nn.VirtualBatchNorm, 3),
 ])
 def test_g_norm_puts_the_asked_normalisation_in_g(tmp_path, base, g_norm, kind, count):
     t = trainer(tmp_path, base, **({"model": "dcgan"} if base is TINY else {}), g_norm=g_norm)
