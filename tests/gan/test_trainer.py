@@ -333,7 +333,9 @@ def test_wgan_gp_takes_the_toy_settings_on_toys_unless_told_otherwise(tmp_path):
 
 
 def activations(G):
-    return {type(m).__name__ for m in G.modules() if type(m).__name__ in ("ReLU", "LeakyReLU")}
+    """G's hidden activations, whether written as layers or fused into their Linear (the Trainer fuses)."""
+    names = {"ReLU": "ReLU", "LeakyReLU": "LeakyReLU", "LinearReLU": "ReLU", "LinearLeakyReLU": "LeakyReLU"}
+    return {names[type(m).__name__] for m in G.modules() if type(m).__name__ in names}
 
 
 def test_mlp_generators_take_the_activation_asked_for_and_wgan_gp_toys_default_to_relu(tmp_path):
