@@ -1,5 +1,6 @@
 """Every example runs end to end in its --dry-run mode (a few tiny steps), as CI does."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -13,6 +14,26 @@ SCRIPTS = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.
 def test_there_are_examples_for_every_model():
     assert {"gan_ring8.py", "gan_mnist.py", "dcgan_mnist.py", "wgan_mnist.py", "wgan_gp_toys.py",
             "cgan_mnist.py"} <= set(SCRIPTS)
+
+
+HAND_WRITTEN = ("gan_ring8.py", "dcgan_mnist.py", "wgan_mnist.py", "wgan_gp_toys.py")
+
+
+@pytest.mark.parametrize("script", HAND_WRITTEN)
+def test_tutorial_examples_write_the_training_loop_by_hand(script):
+    """These examples teach the loop: D's step, then G's, in the script itself, with no Trainer underneath."""
+    with open(os.path.join(EXAMPLES, script), encoding="utf-8") as f:
+        source = f.read()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {node.module} | {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    assert not imported & {"Trainer", "TrainConfig", "_common", "npgan.gan.trainer"}, imported
+    for line in ("opt_d.zero_grad()", "opt_d.step()", "opt_g.zero_grad()", "opt_g.step()", ".backward()"):
+        assert line in source, f"{script} has no {line}"
+    assert source.index("opt_d.step()") < source.index("opt_g.step()"), "D's step comes before G's"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
