@@ -18,7 +18,7 @@ script skips what is finished and resumes what is not, so an interrupted table l
 Runs go ``--jobs`` at a time, each in its own process with one BLAS thread. At the end it writes the table
 (mean ± std over seeds) to ``--doc`` with one picture of samples per row (seed 0).
 
-    python benchmarks/remedies.py                          # the whole table, 3 seeds, 2 jobs: overnight
+    python benchmarks/remedies.py                          # the whole table, 3 seeds, 2 jobs (long; docs/REMEDIES.md)
     python benchmarks/remedies.py --suite toys --seeds 0   # one seed of the toy rows only
     python benchmarks/remedies.py --remedies baseline unrolled --datasets ring8 --steps 2000   # a look
     python benchmarks/remedies.py --list                   # the remedies and their settings

@@ -1,4 +1,4 @@
-"""Throughput benchmarks of npgan against PyTorch: the configurations of BENCHMARKS.md.
+"""Throughput benchmarks of npgan against PyTorch: the configurations of benchmarks/CONFIGS.md.
 
     python benchmarks/throughput.py --threads 2 --json results.jsonl     (the same as ``npgan bench ...``)
     python benchmarks/throughput.py --configs dcgan-32 --profile         (where a step's time goes)

@@ -9,7 +9,7 @@ for the average and for G itself. Scatter plots go to ``--out``.
 Published numbers for comparison (PacGAN, Lin et al. 2018, Table 2, grid25): vanilla GAN 17.3/25 modes,
 PacGAN4 24.8/25 modes with 93.6% high-quality samples.
 
-    python benchmarks/toys.py --jobs 2          # about 2 hours on 2 CPU cores (the four runs, two at a time)
+    python benchmarks/toys.py --jobs 2          # the four runs, two at a time (long: docs/RESULTS.md has the times)
     python benchmarks/toys.py --steps 2000      # shorter, for a look
     python benchmarks/toys.py --seed 0 1 2      # several seeds: one row each, then their mean and spread
     python benchmarks/toys.py --resume          # after an interruption: each run continues from its checkpoint

@@ -1,4 +1,4 @@
-"""The benchmark suite (npgan/bench/): model shapes as in BENCHMARKS.md, FLOP counts, a short run's JSON."""
+"""The benchmark suite (npgan/bench/): model shapes as in benchmarks/CONFIGS.md, FLOP counts, a short run's JSON."""
 
 import json
 
@@ -11,7 +11,7 @@ from npgan.ops import conv
 
 
 def describe(model):
-    """The layers of ``model.main`` as BENCHMARKS.md writes them."""
+    """The layers of ``model.main`` as benchmarks/CONFIGS.md writes them."""
     names = []
     for m in model.main:
         if isinstance(m, nn.ConvTranspose2d):

@@ -1,4 +1,4 @@
-"""Throughput benchmarks: npgan against PyTorch on the configurations of ``benchmarks/README.md``.
+"""Throughput benchmarks: npgan against PyTorch on the configurations of ``benchmarks/CONFIGS.md``.
 
 ``npgan bench`` (or ``python benchmarks/throughput.py``) times a GAN training step of each configuration in
 npgan and, when PyTorch is installed, the identical model in PyTorch, with the same shapes, batch size,
@@ -7,7 +7,7 @@ memory of one cannot hide in the other's and the two libraries' thread pools nev
 two workers of a phase take turns: the timed steps run in rounds, A B B A ..., so a change in a shared
 machine's load hits both libraries alike.
 
-A training step (``benchmarks/README.md``), written as ``npgan.gan.Trainer.train_step`` runs it:
+A training step (``benchmarks/CONFIGS.md``), written as ``npgan.gan.Trainer.train_step`` runs it:
     sample z, G forward, D update on a real and a fake batch, then G update (D frozen: no weight gradients
     for D in the G step). WGAN and WGAN-GP time the critic step and the generator step separately; the 2-D
     toys (batch 256) time a GAN step (toy-mlp) and a critic step with the gradient penalty (toy-wgan-gp).

@@ -59,7 +59,7 @@ def step_flops(config: str, phase: str, batch_size: int = 64, library: str = "np
     Work an engine skips is not counted: the input gradient of a net's first layer when its input needs no
     gradient (real images, a detached fake, z), and D's weight gradients in the G step (D is frozen there,
     as ``Trainer.train_step`` does; ``d_weight_grads_in_g_step=True`` counts them, as pytorch/examples
-    computes and discards them: that gives the 26.2 GFLOP of dcgan-32 in benchmarks/README.md).
+    computes and discards them: that gives benchmarks/CONFIGS.md's 26.2 GFLOP for dcgan-32).
 
     With F_G, F_D the forward FLOP of G and D and F_G1, F_D1 (F_DL) of their first (last) layer:
         GAN step:     G fwd, D fwd real + fake, D bwd real + fake, D fwd fake, D input-grad bwd, G bwd
@@ -73,8 +73,8 @@ def step_flops(config: str, phase: str, batch_size: int = 64, library: str = "np
             PyTorch also sends a zero gradient back through x_hat's forward graph (the derivative of
             LeakyReLU's backward with respect to its input is zeros_like, still propagated), a full
             weight + input backward of D: + 2 F_D. npgan's LeakyReLU gradient holds a constant mask, so
-            its graph never reaches that forward pass. This is the 28.3 GFLOP (PyTorch) vs
-            24.0 GFLOP (npgan) per wgan-gp-32 critic step of benchmarks/README.md.
+            its graph never reaches that forward pass. This is benchmarks/CONFIGS.md's 28.3 GFLOP (PyTorch) vs
+            24.0 GFLOP (npgan) per wgan-gp-32 critic step.
     """
     shape = (batch_size,) + image_shape(config)
     G, D, nz = build_models(config)

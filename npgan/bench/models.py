@@ -1,4 +1,4 @@
-"""The benchmark configurations' networks (``benchmarks/README.md``): npgan's models and their PyTorch copies.
+"""The benchmark configurations' networks (``benchmarks/CONFIGS.md``): npgan's models and their PyTorch copies.
 
 ``build_models`` builds npgan's G and D of a configuration from ``npgan.gan.models``; ``torch_models`` builds
 the PyTorch reference models layer by layer from them and loads npgan's weights with ``strict=True``, so the
@@ -23,7 +23,7 @@ MLP_CONFIGS = ("gan-mlp",) + TOY_CONFIGS
 
 
 def default_batch_size(config: str) -> int:
-    """The batch of benchmarks/README.md: 256 points for the 2-D toys, 64 images otherwise."""
+    """The batch of benchmarks/CONFIGS.md: 256 points for the 2-D toys, 64 images otherwise."""
     return 256 if config in TOY_CONFIGS else 64
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from npgan.bench.models import GP_CONFIGS, PHASES, build_models, image_shape, torch_models
 
-_OPTIMIZERS = {  # (optimizer, keyword arguments) per configuration, from benchmarks/README.md
+_OPTIMIZERS = {  # (optimizer, keyword arguments) per configuration, from benchmarks/CONFIGS.md
     "gan-mlp": ("adam", dict(lr=2e-4, betas=(0.5, 0.999))),
     "dcgan-32": ("adam", dict(lr=2e-4, betas=(0.5, 0.999))),
     "dcgan-64": ("adam", dict(lr=2e-4, betas=(0.5, 0.999))),

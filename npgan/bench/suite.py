@@ -29,7 +29,7 @@ from npgan.bench.workers import _spawn, _worker_main, measure_phase
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="npgan bench",
-        description="Time GAN training steps in npgan and PyTorch (the configurations of benchmarks/README.md). "
+        description="Time GAN training steps in npgan and PyTorch (the configurations of benchmarks/CONFIGS.md). "
                     "Tip: OPENBLAS_CORETYPE pins OpenBLAS's kernel; compare with and without it "
                     "(env -u OPENBLAS_CORETYPE ...).")
     parser.add_argument("--configs", default=",".join(CONFIGS),

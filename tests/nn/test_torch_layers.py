@@ -154,7 +154,7 @@ def test_embedding_matches_torch():
 
 
 def dcgan32(lib, nz=100, ngf=64, ndf=64):
-    """The dcgan-32 generator and discriminator of /work/shared/BENCHMARKS.md, built with ``lib``."""
+    """The dcgan-32 generator and discriminator of benchmarks/CONFIGS.md, built with ``lib``."""
     G = lib.Sequential(
         lib.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), lib.BatchNorm2d(ngf * 4), lib.ReLU(True),
         lib.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), lib.BatchNorm2d(ngf * 2), lib.ReLU(True),
