@@ -44,7 +44,9 @@ def train_actions():
 
 def test_the_generated_parser_has_every_flag_of_before_with_its_choices_and_defaults():
     actions = train_actions()
-    assert list(actions) == [flag for flag, _, _ in EXPECTED]  # the same flags in the same order
+    # the same flags in the same order, and one more: --no-lr-decay, to switch off wgan-gp's toy default
+    assert [flag for flag in actions if flag != "--no-lr-decay"] == [flag for flag, _, _ in EXPECTED]
+    assert actions["--no-lr-decay"] is actions["--lr-decay"]
     resolved = TrainConfig(model="dcgan").resolved()
     for flag, choices, default in EXPECTED:
         action = actions[flag]
@@ -115,8 +117,8 @@ def typed(argv):
 
 def test_wgan_gp_on_a_toy_takes_the_readme_recipe_by_default():
     c = typed(["wgan-gp", "--dataset", "ring8"])
-    assert (c.batch_size, c.hidden, c.lr_decay, c.g_ema, c.steps) == (256, 256, True, 0.999, 20000)
-    assert (c.gp_lambda, c.beta1, c.beta2, c.g_activation) == (0.1, 0.5, 0.9, "relu")
+    assert (c.batch_size, c.hidden, c.lr_decay, c.g_ema, c.steps) == (256, 128, True, 0.999, 16000)
+    assert (c.gp_lambda, c.beta1, c.beta2, c.g_activation, c.lr_g, c.lr_d) == (0.1, 0.5, 0.9, "relu", 1e-3, 1e-3)
     assert typed(["wgan-gp", "--dataset", "grid25"]).steps == VARIANTS["wgan-gp"].toy["steps"]
 
 
@@ -135,13 +137,20 @@ def test_a_typed_flag_wins_over_a_toy_default_even_at_the_plain_default():
                "--steps", "7", "--gp-lambda", "10"])
     assert (c.batch_size, c.hidden, c.g_ema, c.steps, c.gp_lambda, c.lr_decay) == (64, 128, 0.0, 7, 10.0, True)
     assert typed(["wgan-gp", "--dataset", "ring8", "--epochs", "2"]).steps is None  # epochs set the length
+    assert typed(["wgan-gp", "--dataset", "ring8", "--lr-g", "1e-4"]).lr_g == 1e-4
+
+
+def test_no_lr_decay_switches_off_a_toy_default_and_lr_decay_switches_it_on():
+    assert typed(["wgan-gp", "--dataset", "ring8", "--no-lr-decay"]).lr_decay is False
+    assert typed(["gan", "--dataset", "ring8", "--lr-decay"]).lr_decay is True
 
 
 def test_the_help_states_the_toy_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for words in ("(default: 64; wgan-gp on the 2-D toys: 256)", "wgan-gp on the 2-D toys: 20000",
+    for words in ("(default: 64; wgan-gp on the 2-D toys: 256)", "wgan-gp on the 2-D toys: 16000",
+                  "generator learning rate (wgan-gp on the 2-D toys: 0.001)",
                   "decay both learning rates linearly to 0 (wgan-gp on the 2-D toys: on)",
                   "0: off; wgan-gp on the 2-D toys: 0.999"):
         assert words in text, words
