@@ -11,10 +11,11 @@ from npgan.runtime import memory
 
 # Eight 256 KB arrays made, written and freed, fifty times over, as a toy step's temporaries are; the page
 # faults of the last forty rounds per round. Printed by a fresh interpreter, so the policy is the one the
-# runtime sets when it is switched on.
+# runtime sets when it is switched on ("enable"), or the C library's ("import": npgan imported, nothing more).
 ROUNDS = """
-import resource, numpy as np, npgan, npgan.runtime
-npgan.runtime.enable()
+import resource, sys, numpy as np, npgan
+if sys.argv[1] == "enable":
+    import npgan.runtime; npgan.runtime.enable()
 def one_round():
     arrays = [np.ones(65536, np.float32) for _ in range(8)]
     del arrays
@@ -29,9 +30,12 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 40)
 glibc_only = pytest.mark.skipif(memory._glibc() is None, reason="the malloc policy tunes glibc's malloc only")
 
 
-def faults_per_round(choice):
-    env = dict(os.environ, NPGAN_MALLOC=choice)
-    out = subprocess.run([sys.executable, "-c", ROUNDS], env=env, capture_output=True, text=True, timeout=60)
+def faults_per_round(choice, mode="enable"):
+    """Page faults per round in a fresh interpreter, with NPGAN_MALLOC=``choice`` (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "NPGAN_MALLOC"}
+    if choice is not None:
+        env["NPGAN_MALLOC"] = choice
+    out = subprocess.run([sys.executable, "-c", ROUNDS, mode], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return float(out.stdout)
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_memory import faults_per_round
 
 import npgan
 import npgan.viz
@@ -73,32 +74,9 @@ def test_a_bad_npgan_num_threads_is_refused_by_enable_before_any_product():
     assert "NPGAN_NUM_THREADS must be a positive number of threads or 'auto', got 'two'" in result.stderr
 
 
-# Page faults per round of eight 256 KB arrays made and freed (tests/test_memory.py): glibc's own malloc gives
-# them back to the kernel every time, npgan's malloc policy keeps them.
-FAULTS = """
-import resource, sys, numpy as np, npgan
-if sys.argv[1] == "enable":
-    import npgan.runtime; npgan.runtime.enable()
-def one_round():
-    arrays = [np.ones(65536, np.float32) for _ in range(8)]
-    del arrays
-for _ in range(10):
-    one_round()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(40):
-    one_round()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 40)
-"""
-
-
 @pytest.mark.skipif(memory._glibc() is None, reason="the malloc policy tunes glibc's malloc only")
 def test_malloc_is_left_as_the_c_library_set_it_until_enable_is_called():
-    faults = {}
-    for mode in ("import", "enable"):
-        result = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=120,
-                                env={k: v for k, v in os.environ.items() if k != "NPGAN_MALLOC"})
-        assert result.returncode == 0, result.stderr
-        faults[mode] = float(result.stdout)
+    faults = {mode: faults_per_round(None, mode) for mode in ("import", "enable")}
     assert faults["import"] > 100, faults  # 2 MB = 512 pages a round, faulted in again: glibc's own behaviour
     assert faults["enable"] < 5, faults
 
