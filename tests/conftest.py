@@ -6,7 +6,15 @@
 on one of the two only. Tests that only make sense with a GPU carry ``@pytest.mark.gpu``; without a GPU
 they run on the stand-in, and are skipped with the reason under ``--backend numpy`` or ``--backend cupy``.
 ``--run-slow`` adds the soak tests.
+
+The cross-checks against PyTorch, under MPI and with Graphviz skip, with their reason, where those are not
+installed. In CI (``CI=true``, as ``.ci/run`` runs) such a skip fails the run: a green CI means they ran. Every
+run ends with one line per reason it skipped tests for.
 """
+
+import collections
+import os
+import re
 
 import fakecupy
 import pytest
@@ -16,6 +24,38 @@ from npgan import backend
 BACKENDS = {"numpy": "cpu", "cupy": "cuda", "fakecupy": "cuda"}
 DEFAULT_BACKENDS = ("numpy", "fakecupy")
 NO_GPU = "needs CuPy and a GPU: install cupy-cuda12x (pip install 'npgan[cuda]') on a machine with an NVIDIA GPU"
+
+
+# Skip reasons that mean a cross-check dependency is missing (not a choice of the run, like --run-slow or no GPU).
+CROSS_CHECK_SKIP = re.compile(r"torch|mpi4py|mpiexec|Graphviz")
+_skips: collections.Counter = collections.Counter()
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and isinstance(report.longrepr, tuple):
+        _skips[str(report.longrepr[2]).removeprefix("Skipped: ")] += 1
+
+
+pytest_collectreport = pytest_runtest_logreport  # a module skipped whole (importorskip at its top)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for reason, count in sorted(_skips.items()):
+        terminalreporter.write_line(f"skipped {count}: {reason}")
+    missing = sum(count for reason, count in _skips.items() if CROSS_CHECK_SKIP.search(reason))
+    if missing and in_ci():
+        terminalreporter.write_line(f"CI: {missing} cross-check tests skipped for a missing dependency (above); "
+                                    ".ci/run must install PyTorch, mpi4py/MPICH and Graphviz", red=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # exit status 5: every test collected was skipped
+    if in_ci() and exitstatus in (0, 5) and any(CROSS_CHECK_SKIP.search(reason) for reason in _skips):
+        session.exitstatus = 1
 
 
 def pytest_addoption(parser):
