@@ -78,11 +78,15 @@ def device_of(array) -> str:
 
 
 def check_device(device) -> str:
+    """``device`` as one of ``DEVICES`` (None: ``'cpu'``), or ValueError naming what is allowed. ``'cuda'`` is
+    CuPy's current GPU; an index (``'cuda:1'``) is refused rather than ignored: pick the GPU with
+    ``CUDA_VISIBLE_DEVICES``."""
     if device is None:
         return "cpu"
     name = str(device)
-    if name.startswith("cuda"):
-        name = "cuda"
+    if name.startswith("cuda:"):
+        raise ValueError(f"device {name!r}: npgan runs on CuPy's current GPU, named 'cuda'; to use GPU "
+                         f"{name[5:]}, set CUDA_VISIBLE_DEVICES={name[5:]} and pass device='cuda'")
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     return name

@@ -47,6 +47,14 @@ def test_to_device_with_an_unknown_device_name_raises_value_error_listing_device
         backend.to_device(np.zeros(3), name)
 
 
+@pytest.mark.parametrize("name", ["cuda:0", "cuda:1"])
+def test_a_gpu_index_is_refused_with_the_way_to_pick_that_gpu(name):
+    with pytest.raises(ValueError, match=f"CUDA_VISIBLE_DEVICES={name[5:]} and pass device='cuda'"):
+        backend.check_device(name)
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES"):
+        npgan.zeros(2, device=name)
+
+
 def test_scatter_add_sums_values_at_repeated_indices(xp):
     target = xp.zeros(4, dtype=xp.float32)
     backend.scatter_add(target, xp.asarray([0, 2, 2, 2, 3]), xp.asarray([1.0, 1.0, 2.0, 3.0, 5.0], dtype=xp.float32))

@@ -247,7 +247,10 @@ class TrainConfig:
     device: str = setting("cpu", None, group="run", choices=backend.DEVICES)
     seed: int = setting(0, None, group="run", kind=NON_NEGATIVE_INT)
     out: str = setting("npgan-out", "output directory (default: runs/MODEL-DATASET)", group="run")
-    log_every: int = setting(10, None, group="run", kind=POSITIVE_INT)
+    log_every: int = setting(
+        10, "log the losses every this many steps; the warnings (D's loss near 0, a gradient norm over 100) and "
+        "the NaN check run on these steps (the NaN check also before each checkpoint), so that the other steps "
+        "never wait for the device", group="run", kind=POSITIVE_INT)
     sample_every: int = setting(100, None, group="run", kind=POSITIVE_INT)
     checkpoint_every: int = setting(500, None, group="run", kind=POSITIVE_INT)
     metrics: bool = setting(True, "skip the sample-quality metrics at the end", group="run", flag="--no-metrics",
@@ -296,7 +299,7 @@ class TrainConfig:
             value, meta = getattr(self, f.name), f.metadata
             if value is None and f.default is None:
                 continue
-            if f.name == "device":  # "cuda:0" names the GPU too
+            if f.name == "device":  # the backend's own check and message
                 backend.check_device(value)
                 continue
             if meta["choices"] is not None and value not in meta["choices"]:
