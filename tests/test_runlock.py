@@ -242,6 +242,24 @@ def test_the_lock_is_reentrant_within_one_process_counted_per_directory(tmp_path
     assert not os.path.exists(runlock.lock_path(out))
 
 
+def test_a_forked_child_does_not_count_as_holding_its_parents_lock(tmp_path):
+    out = str(tmp_path / "run")
+    with runlock.run_lock(out):
+        child = os.fork()
+        if child == 0:  # the child: taking the lock is refused (the parent holds it); its release is a no-op
+            status = 1
+            try:
+                runlock.release(out)
+                runlock.acquire(out)
+            except runlock.RunLocked as err:
+                status = 0 if f"pid {os.getppid()} on host" in str(err) else 2
+            finally:
+                os._exit(status)
+        assert os.waitpid(child, 0)[1] == 0
+        assert os.path.exists(runlock.lock_path(out)) and another_open_holds(runlock.lock_path(out))
+    assert not os.path.exists(runlock.lock_path(out))
+
+
 def test_a_run_that_locked_a_just_removed_file_starts_over_on_the_new_one(tmp_path, monkeypatch):
     out = tmp_path / "run"
     write_lock(out, dead_pid())
