@@ -9,6 +9,10 @@ and against PyTorch in test_torch_ops.py.
 Tolerance: atol 1e-8, rtol 1e-6, tighter than gradcheck's defaults (PyTorch's 1e-5 / 1e-3). Central
 differences with eps 1e-6 in float64 err by ~eps^2 (truncation) plus ~1e-16 / eps (rounding), about
 1e-10 for these O(1) functions; every case still passes at ten times tighter tolerances.
+
+A case may pass its own options to the checker: the casts to float32 take eps = 2^-10 on inputs that are
+multiples of 2^-8 (the "float32" domain), so x +- eps is exact in float32 and the check stays exact.
+Every ``Function`` of npgan must appear in these tables (tests/test_op_coverage.py reads them).
 """
 
 from collections import namedtuple
@@ -19,6 +23,7 @@ import pytest
 
 import npgan
 import npgan.functional as F
+from npgan.runtime.distributed import Communicator, SyncBatchNormFunction
 
 TOL = {"atol": 1e-8, "rtol": 1e-6}
 Arg = namedtuple("Arg", "shape domain grad", defaults=("normal", True))
@@ -36,6 +41,7 @@ DOMAINS = {
     "nonzero": lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 1.5, shape),
     "unit": lambda rng, shape: rng.uniform(0.1, 0.9, shape),
     "clip": _away_from_bounds,
+    "float32": lambda rng, shape: rng.integers(-512, 513, shape) / 256.0,  # exact in float32, as is x +- 2^-10
 }
 
 
@@ -48,8 +54,14 @@ def make_inputs(args, device, seed=0):
     ]
 
 
-def case(name, fn, *args):
-    return pytest.param(fn, args, id=name)
+def case(name, fn, *args, **check):
+    """One gradient check: ``fn`` on inputs drawn as ``args`` describe; ``check``: options for the checker."""
+    return pytest.param(fn, args, check, id=name)
+
+
+def sync_batch_norm_of_one_rank(x, weight, bias):
+    """Synchronised batch norm in a world of one process: the global batch is the local one."""
+    return SyncBatchNormFunction(Communicator(), 1e-5)(x, weight, bias)
 
 
 def cross_entropy_with_labels(logits, reduction):
@@ -164,13 +176,37 @@ CASES = [
     case("softmax", F.softmax, A((3, 4))),
     case("softmax-axis0", lambda x: F.softmax(x, 0), A((3, 4))),
     *[case(f"cross_entropy-{r}", partial(cross_entropy_with_labels, reduction=r), A((3, 4))) for r in REDUCTIONS],
+    case("cast-to-float32", lambda x: F.cast(x, "float32"), A((2, 3), "float32"), eps=2.0 ** -10),
+    case("cast-to-float32-and-back", lambda x: F.cast(F.cast(x, "float32") * 2.0, "float64"), A((2, 3), "float32"),
+         eps=2.0 ** -10),
+    case("cast-to-its-own-dtype", lambda x: F.cast(x, "float64") * x, A((2, 3))),
+    case("double", lambda x: F.cast(x, "float32").double(), A((2, 3), "float32"), eps=2.0 ** -10),
+    case("to_device-cpu", lambda x: F.to_device(x, "cpu") * 2.0, A((2, 3))),
+    case("to_device-cpu-and-back", lambda x: F.to_device(F.to_device(x, "cpu") * x.cpu(), x.device), A((2, 3))),
+    case("copy", lambda x: F.copy(x) * x, A((2, 3))),
+    case("clone", lambda x: x.clone(), A((2, 3))),
+    case("linear", F.linear, A((3, 4)), A((2, 4)), A((2,))),
+    case("linear-no-bias", F.linear, A((3, 4)), A((2, 4))),
+    case("linear_leaky_relu", lambda x, w, b: F.linear_leaky_relu(x, w, b, 0.2), A((3, 4)), A((2, 4)), A((2,))),
+    case("conv2d", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), A((2, 3, 5, 5)), A((4, 3, 3, 3)),
+         A((4,))),
+    case("conv2d-no-bias-stride1", F.conv2d, A((1, 2, 4, 3)), A((3, 2, 2, 2))),
+    case("conv_transpose2d", lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+         A((2, 3, 3, 3)), A((3, 2, 4, 4)), A((2,))),
+    case("conv2d_grad_weight", lambda x, gy: F.conv2d_grad_weight(x, gy, (3, 3), stride=2, padding=1),
+         A((2, 3, 5, 5)), A((2, 4, 3, 3))),
+    case("batch_norm-training", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+         A((4, 3)), A((3,)), A((3,))),
+    case("batch_norm-training-images", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+         A((2, 3, 2, 2)), A((3,)), A((3,))),
+    case("sync_batch_norm-one-rank", sync_batch_norm_of_one_rank, A((2, 3, 2, 2)), A((3,)), A((3,))),
 ]
 
 
-@pytest.mark.parametrize("fn, args", CASES)
-def test_gradient_matches_finite_differences(fn, args, device):
+@pytest.mark.parametrize("fn, args, check", CASES)
+def test_gradient_matches_finite_differences(fn, args, check, device):
     inputs = make_inputs(args, device)
-    assert npgan.gradcheck(fn, inputs, **TOL)
+    assert npgan.gradcheck(fn, inputs, **{**TOL, **check})
 
 
 # Second derivatives: the ops a WGAN-GP gradient penalty differentiates twice.
@@ -203,13 +239,24 @@ GRADGRAD_CASES = [
     case("var", lambda x: F.var(x, axis=1), A((2, 3))),
     case("exp", F.exp, A((2, 3))),
     case("log", F.log, A((2, 3), "positive")),
+    case("max", lambda x: F.max(x * x, axis=1), A((2, 3))),
+    case("maxout-like", lambda x: F.max((x * x).reshape(2, 2, 2), axis=-1), A((2, 4))),
+    case("linear", lambda x, w, b: F.linear(x * x, w, b), A((2, 3)), A((2, 3)), A((2,))),
+    case("linear_leaky_relu", lambda x, w, b: F.linear_leaky_relu(x, w, b, 0.2) ** 2, A((2, 3)), A((2, 3)), A((2,))),
+    case("conv2d", lambda x, w: F.conv2d(x * x, w, stride=2, padding=1), A((1, 2, 3, 3)), A((2, 2, 3, 3))),
+    case("conv_transpose2d", lambda x, w: F.conv_transpose2d(x * x, w, stride=2, padding=1),
+         A((1, 2, 2, 2)), A((2, 1, 3, 3))),
+    case("batch_norm-training", lambda x: F.batch_norm(x, None, None, training=True), A((3, 2))),
+    case("cast", lambda x: F.cast(x * x, "float64"), A((2, 3))),
+    case("to_device", lambda x: F.to_device(F.to_device(x * x, "cpu") * x.cpu(), x.device), A((2, 3))),
+    case("copy", lambda x: F.copy(x * x) * x, A((2, 3))),
 ]
 
 
-@pytest.mark.parametrize("fn, args", GRADGRAD_CASES)
-def test_second_derivative_matches_finite_differences(fn, args, device):
+@pytest.mark.parametrize("fn, args, check", GRADGRAD_CASES)
+def test_second_derivative_matches_finite_differences(fn, args, check, device):
     inputs = make_inputs(args, device)
-    assert npgan.gradgradcheck(fn, inputs, **TOL)
+    assert npgan.gradgradcheck(fn, inputs, **{**TOL, **check})
 
 
 # -- forward values against NumPy ----------------------------------------------------------------------
