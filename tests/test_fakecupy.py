@@ -288,3 +288,21 @@ def test_a_child_process_gets_the_same_allow_list(tmp_path):
                           text=True, timeout=120, cwd=tmp_path)
     assert json.loads(done.stdout) == fakecupy.API
     assert "cupy has no attribute 'busday_count'" in done.stderr
+
+
+def test_every_array_module_name_npgan_spells_exists_in_real_cupy():
+    """``xp.<name>`` in npgan's source, also on paths the device tests do not run, is a name real CuPy has."""
+    import fakecupy
+
+    root = os.path.dirname(npgan.__file__)
+    used = set()
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name)) as f:
+                    used.update(re.findall(r"\bxp\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?", f.read()))
+    assert len(used) > 10
+    modules = fakecupy.API["modules"]
+    missing = [f"xp.{a}" + (f".{b}" if b else "") for a, b in sorted(used)
+               if a not in modules["cupy"] or (f"cupy.{a}" in modules and b and b not in modules[f"cupy.{a}"])]
+    assert missing == []
