@@ -11,10 +11,10 @@ CuPy where it behaves differently from NumPy, so that code which is wrong on a G
   a NumPy array may only be copied in with ``cupy.asarray``/``cupy.array`` or ``x[:] = host_array``;
 - reductions and integer indexing return 0-d device arrays, never NumPy scalars;
 - the few CuPy-only calls npgan uses exist: ``cupyx.scatter_add``, ``cupy.lib.stride_tricks.as_strided``,
-  ``cupy.cuda`` streams, events, ``synchronize`` and ``runtime.getDeviceCount``, the memory pool.
-
+  ``cupy.cuda`` streams, events, ``synchronize`` and ``runtime.getDeviceCount``, the memory pool;
 - only what real CuPy has: every name of ``cupy``, ``cupy.linalg``, ``cupy.random``, ``cupy.fft``,
-  ``cupy.lib.stride_tricks`` and ``cupyx``, every ``ndarray`` attribute and every keyword argument is checked
+  ``cupy.lib.stride_tricks`` and ``cupyx``, every ``ndarray`` attribute and the keyword arguments (where CuPy's
+  signatures can be read; its ufuncs take ``out``, ``dtype``, ``casting``) are checked
   against an allow-list (``API``) read from the installed CuPy when there is one, else from the committed snapshot
   ``cupy_api.json`` (``python tests/fakecupy/snapshot.py`` refreshes it); a NumPy-only name raises
   ``AttributeError`` and a NumPy-only keyword ``TypeError``, both naming it; NumPy functions applied to a device
