@@ -132,7 +132,8 @@ def test_a_busy_process_beside_this_one_takes_a_cpu_off_the_free_ones(fresh_poli
         busy.kill()
         busy.wait()
     child = (child_end - child_start) / (end - start)  # CPUs the child used in the window
-    assert child > 0.3, "the child hardly ran; the window tells nothing"
+    if child < 0.3:
+        pytest.skip(f"the child ran {child:.2f} CPU of the window; the machine is too busy for the window to tell")
     # Whatever else runs on the machine, the child's CPU time is in what the others took, so the free CPUs are at
     # most the CPUs less the child's share (slack: a clock tick at each end of both readings, per CPU).
     slack = 4 * cpus / threads._ticks_per_second() / (end - start)
