@@ -53,17 +53,27 @@ def resume(out, steps):
 
 
 def averaged_gradients():
-    """DistributedOptimizer hands the optimizer the mean of the ranks' gradients (SGD, lr 1: the step is
-    minus that mean); a parameter with no gradient on any rank keeps none and is not moved."""
+    """DistributedOptimizer hands the optimizer the mean of the ranks' gradients (SGD, lr 1, momentum: the first
+    step is minus that mean); a parameter with no gradient on any rank keeps none and is not moved. Its state (what
+    a checkpoint saves) holds the momentum of the mean gradient, the same on every rank, and loads back."""
     comm = distributed.world()
     w, unused = npgan.nn.Parameter(npgan.zeros(2, 3)), npgan.nn.Parameter(npgan.ones(4))
-    opt = distributed.DistributedOptimizer(npgan.optim.SGD([w, unused], lr=1.0), comm)
+    opt = distributed.DistributedOptimizer(npgan.optim.SGD([w, unused], lr=1.0, momentum=0.9), comm)
     w.grad = npgan.tensor(np.full((2, 3), comm.rank + 1.0, dtype=np.float32))
     opt.step()
-    expected = -(comm.size + 1) / 2.0  # mean of 1, 2, ..., size
-    np.testing.assert_array_equal(w.data, np.full((2, 3), expected, dtype=np.float32))
+    mean = (comm.size + 1) / 2.0  # mean of 1, 2, ..., size
+    np.testing.assert_array_equal(w.data, np.full((2, 3), -mean, dtype=np.float32))
     assert unused.grad is None and (unused.data == 1.0).all()
-    assert opt.state_dict() == opt.optimizer.state_dict()
+    state = opt.state_dict()
+    assert list(state["state"]) == [0] and state["param_groups"][0]["params"] == [0, 1]  # no moment for `unused`
+    assert state["param_groups"][0]["lr"] == 1.0 and state["param_groups"][0]["momentum"] == 0.9
+    np.testing.assert_array_equal(state["state"][0]["momentum_buffer"], np.full((2, 3), mean, dtype=np.float32))
+    fresh = npgan.nn.Parameter(npgan.zeros(2, 3)), npgan.nn.Parameter(npgan.ones(4))
+    again = distributed.DistributedOptimizer(npgan.optim.SGD(list(fresh), lr=0.5, momentum=0.0), comm)
+    again.load_state_dict(state)
+    assert again.optimizer.param_groups[0]["momentum"] == 0.9
+    loaded = again.optimizer.state[fresh[0]]["momentum_buffer"]
+    np.testing.assert_array_equal(loaded, state["state"][0]["momentum_buffer"])
 
 
 def collectives():

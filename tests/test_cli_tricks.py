@@ -6,7 +6,8 @@ import pytest
 
 import npgan
 from npgan.cli import build_parser, main
-from npgan.gan.trainer import load_generator
+from npgan.gan import tricks
+from npgan.gan.trainer import Trainer, load_generator
 
 TINY = ["--dataset", "fake", "--batch-size", "8", "--ngf", "4", "--ndf", "4", "--nz", "8", "--log-every", "1",
         "--sample-every", "2", "--checkpoint-every", "2", "--no-metrics", "--quiet"]
@@ -51,10 +52,28 @@ def test_tricks_without_meaning_for_the_nets_or_loss_are_refused_naming_the_flag
     assert flag in capsys.readouterr().err
 
 
-def test_label_and_noise_tricks_work_on_the_toys(tmp_path):
+def test_label_and_noise_tricks_reach_the_nets_the_labels_and_the_gradients_of_a_toy_run(tmp_path):
     args = ["--soft-labels", "0.7,1.2", "--flip-labels", "0.05", "--g-layer-noise", "0.1", "--clip-grad-norm", "5",
             "--g-dropout", "0.2", "--g-dropout-at-sampling", "--g-norm", "virtual", "--g-ema", "0.9"]
     assert main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "run")] + TOY + args) == 0
+    t = Trainer.from_checkpoint(str(tmp_path / "run" / "checkpoint.npz"), progress=False)
+    layers = {type(m).__name__: m for m in t.G.modules()}
+    assert layers["Dropout"].p == pytest.approx(0.2) and t.config.g_layer_noise == pytest.approx(0.1)
+    assert "GaussianNoise" in layers  # its std decays from 0.1 to 0 over the run (test_trainer_tricks: the schedule)
+    assert "VirtualBatchNorm" in layers and t.g_ema is not None and t.g_ema.decay == pytest.approx(0.9)
+    # The labels: reals uniform in [0.7, 1.2] except about 5% flipped to 0; fakes 0 except about 5% real labels.
+    npgan.manual_seed(0)
+    real, fake = (np.asarray(labels.data) for labels in tricks.d_targets(t, 20000))
+    for flipped in (real == 0, fake != 0):
+        assert flipped.mean() == pytest.approx(0.05, abs=0.006)  # 3.9 binomial standard deviations
+    assert ((real[real != 0] >= 0.7) & (real[real != 0] <= 1.2)).all() and real[real != 0].std() > 0.1
+    assert ((fake[fake != 0] >= 0.7) & (fake[fake != 0] <= 1.2)).all()
+    # The gradient of a whole net is clipped to norm 5.
+    for p in t.D.parameters():
+        p.grad = npgan.ones(*p.shape)
+    tricks.clip_gradients(t, t.D, t.opt_d)
+    norm = np.sqrt(sum(float((np.asarray(p.grad.data, np.float64) ** 2).sum()) for p in t.D.parameters()))
+    assert norm == pytest.approx(5.0, rel=1e-5)
 
 
 def test_sample_rebuilds_a_pixel_shuffle_virtual_batch_norm_generator(tmp_path):

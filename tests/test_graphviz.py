@@ -1,11 +1,12 @@
 """Pictures of the computation graph: npgan.viz.graph (npgan/graphviz.py)."""
 
+import re
 import shutil
 
 import pytest
 
 import npgan
-from npgan import graphviz, nn, viz
+from npgan import nn, viz
 from npgan.gan.losses import gradient_penalty
 
 
@@ -21,8 +22,26 @@ def mlp_loss():
     return model, (model(x) * 2.0).mean()
 
 
-def test_viz_graph_is_the_graphviz_modules_graph():
-    assert viz.graph is graphviz.graph
+def edges_by_label(dot):
+    """The DOT text's edges as (source, target) pairs of node labels (the label's first line and the shape)."""
+    labels = dict(re.findall(r'^\s*(n\d+) \[label="([^"]*)"', dot, re.MULTILINE))
+    short = {node: label.replace("\\n", " ").removesuffix(" float32") for node, label in labels.items()}
+    edges = re.findall(r"^\s*(n\d+) -> (n\d+);", dot, re.MULTILINE)
+    return sorted((short[a], short[b]) for a, b in edges)
+
+
+# mlp_loss's graph, by hand: (Linear(2, 3) -> Tanh -> Linear(3, 1))(x) * 2, then the mean as sum * 1/4
+MLP_EDGES = sorted([
+    ("leaf (requires grad) (4, 2)", "Linear (4, 3)"), ("0.weight (3, 2)", "Linear (4, 3)"),
+    ("0.bias (3,)", "Linear (4, 3)"), ("Linear (4, 3)", "Tanh (4, 3)"), ("Tanh (4, 3)", "Linear (4, 1)"),
+    ("2.weight (1, 3)", "Linear (4, 1)"), ("2.bias (1,)", "Linear (4, 1)"), ("Linear (4, 1)", "Mul (4, 1)"),
+    ("constant 2 ()", "Mul (4, 1)"), ("Mul (4, 1)", "Sum ()"), ("Sum ()", "Mul ()"), ("constant 0.25 ()", "Mul ()"),
+    ("Mul ()", "output ()")])
+
+
+def test_the_edges_run_from_each_input_to_the_op_that_read_it():
+    model, loss = mlp_loss()
+    assert edges_by_label(viz.graph(loss, model).dot) == MLP_EDGES
 
 
 def test_graph_lists_the_ops_in_the_order_they_ran():
@@ -105,11 +124,15 @@ def test_graph_refuses_what_is_not_a_tensor():
         viz.graph([1.0, 2.0])
 
 
-def test_save_writes_dot_text(tmp_path):
+@pytest.mark.parametrize("extension", [".dot", ".gv"])
+def test_save_writes_dot_text_of_the_whole_graph(tmp_path, extension):
     model, loss = mlp_loss()
-    graph = viz.graph(loss, model)
-    path = graph.save(tmp_path / "loss.dot")
-    assert path.read_text() == graph.dot == str(graph)
+    path = viz.graph(loss, model).save(tmp_path / f"loss{extension}")
+    assert path == tmp_path / f"loss{extension}"
+    text = path.read_text()
+    assert text.startswith("digraph npgan {") and text.rstrip().endswith("}")
+    assert edges_by_label(text) == MLP_EDGES
+    assert str(viz.graph(loss, model)) == text  # print(graph) shows the same text
 
 
 def test_save_refuses_an_unknown_file_type(tmp_path):

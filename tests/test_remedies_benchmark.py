@@ -1,5 +1,6 @@
 """benchmarks/remedies.py in a few steps: rows, the written table, resuming, and every remedy a valid config."""
 
+import dataclasses
 import json
 import shutil
 
@@ -27,6 +28,12 @@ def test_every_remedy_is_the_baseline_plus_valid_settings(suite):
         for key, value in baseline.items():
             if key not in table[name][1]:
                 assert getattr(config, key) == value, (name, key)
+        for key, value in table[name][1].items():
+            assert getattr(config, key) == value, (name, key)
+        plain = TrainConfig(**remedies.job_config(dict(job, remedy="baseline")))
+        changed = {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(plain, f.name)}
+        changed.discard("out")  # the run directory is named after the remedy
+        assert bool(changed) == (name != "baseline"), (name, changed)  # every other row changes something
 
 
 def test_remedies_trains_each_row_writes_the_table_and_copies_one_picture_per_row(tmp_path, capsys):
@@ -47,6 +54,26 @@ def test_remedies_trains_each_row_writes_the_table_and_copies_one_picture_per_ro
     out = capsys.readouterr().out
     assert "| baseline |" in out
     assert "# 1 of 4 runs done (" in out and "# 4 of 4 runs done (" in out  # progress as each run finishes
+
+
+def test_the_tables_cells_are_the_mean_and_sample_std_over_seeds(tmp_path):
+    remedies = load_benchmark("remedies")
+    measured = {  # seed: (modes captured, high-quality %, reverse KL, seconds)
+        ("baseline", 0): (6, 50.0, 0.1, 10.0), ("baseline", 1): (7, 60.0, 0.2, 12.0),
+        ("baseline", 2): (8, 85.0, 0.6, 20.0), ("pacgan", 0): (8, 90.0, 0.05, 30.0)}
+    rows = [dict(suite="toys", remedy=remedy, dataset="ring8", steps=3, seed=seed, modes=8, modes_captured=modes,
+                 high_quality_pct=high, reverse_kl=kl, seconds=seconds, picture=None)
+            for (remedy, seed), (modes, high, kl, seconds) in measured.items()]
+    doc = remedies.markdown(remedies.summarise(rows), str(tmp_path / "images"), str(tmp_path))
+    # By hand: baseline's modes 6, 7, 8: mean 7, squared deviations 1 + 0 + 1 over n - 1 = 2 seeds: std 1.
+    # High quality 50, 60, 85: mean 65, (225 + 25 + 400) / 2 = 325, std 18.03 (the population's would be 14.7).
+    # Reverse KL 0.1, 0.2, 0.6: mean 0.3, (0.04 + 0.01 + 0.09) / 2 = 0.07, std 0.2646. Seconds 10, 12, 20: mean 14,
+    # (16 + 4 + 36) / 2 = 28, std 5.29. pacgan has one seed: its means alone, no spread.
+    assert "| baseline | the original GAN, non-saturating loss | 7.0/8 ± 1.0 | 65.0% ± 18.0 | 0.300 ± 0.265 " \
+           "| 14 ± 5 | - |" in doc.splitlines()
+    assert "| pacgan | D judges 4 samples at once (Lin et al. 2018) | 8.0/8 | 90.0% | 0.050 | 30 | - |" \
+           in doc.splitlines()
+    assert "### ring8, 3 generator steps, 1 or 3 seeds per row" in doc
 
 
 def test_remedies_skips_finished_runs_and_resumes_unfinished_ones(tmp_path, capsys):

@@ -99,8 +99,9 @@ def test_an_unreadable_proc_stat_falls_back_to_the_size_rule(fresh_policy, monke
     assert threads.free_cpus() is None and threads._Load.readable is False
     assert threads.threads_for(256, 256, 256) == 1
     assert threads.threads_for(128, 1024, 2048) == 2
-    if threads._State.pools:
-        assert "not readable" in threads.describe()
+    # describe() speaks of the load only when there are BLAS pools to set; give it one whatever this machine has
+    monkeypatch.setattr(threads._State, "pools", [object()])
+    assert "1 BLAS thread, larger ones on 2 (the load is not readable here" in threads.describe()
 
 
 def test_a_proc_stat_in_an_unknown_format_falls_back_to_the_size_rule(fresh_policy, monkeypatch, tmp_path):
@@ -115,16 +116,28 @@ def test_a_busy_process_beside_this_one_takes_a_cpu_off_the_free_ones(fresh_poli
     threads._setup()
     cpus = len(threads._Load.cpus)
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+
+    def child_cpu_seconds():  # utime + stime of the child, fields 14 and 15 of /proc/PID/stat
+        fields = open(f"/proc/{busy.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / threads._ticks_per_second()
+
     try:
         time.sleep(0.3)  # the child is spinning
-        threads._look(time.monotonic())
+        start, child_start = time.monotonic(), child_cpu_seconds()
+        threads._look(start)
         time.sleep(1.0)
-        threads._look(time.monotonic())
+        end, child_end = time.monotonic(), child_cpu_seconds()
+        threads._look(end)
     finally:
         busy.kill()
         busy.wait()
-    # the spinning child took about one CPU of the window (less only if the machine had no CPU to give it)
-    assert threads._Load.free <= cpus - 0.5
+    child = (child_end - child_start) / (end - start)  # CPUs the child used in the window
+    if child < 0.3:
+        pytest.skip(f"the child ran {child:.2f} CPU of the window; the machine is too busy for the window to tell")
+    # Whatever else runs on the machine, the child's CPU time is in what the others took, so the free CPUs are at
+    # most the CPUs less the child's share (slack: a clock tick at each end of both readings, per CPU).
+    slack = 4 * cpus / threads._ticks_per_second() / (end - start)
+    assert threads._Load.free <= cpus - child + slack
 
 
 def test_npgan_num_threads_fixes_the_count_of_every_product(fresh_policy, monkeypatch):
@@ -171,6 +184,9 @@ def test_without_the_runtime_a_product_leaves_blas_threads_alone(fresh_policy):
     threads.uninstall()
     assert backend.gemm_hook() is None and "off" in threads.describe()
     threadpoolctl.threadpool_limits(limits=2, user_api="blas")
+    if blas_threads()[0] != 2:
+        pytest.skip("threadpoolctl cannot set this BLAS to 2 threads, so a change could not be seen")
+    threads._State.current = None  # the policy, were it still installed, would now set 1 on the next product
     (x @ x).sum()  # MatMul without the runtime: BLAS keeps the count it has
     assert blas_threads()[0] == 2
 

@@ -183,7 +183,14 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_failed(tmp_path
 
 # -- kill -9 ------------------------------------------------------------------------------------------------
 
-def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint_and_a_lock_the_next_run_takes_over(tmp_path, capsys):
+# Eight moments spread over the first 0.3 s after the first checkpoint (a toy step and its checkpoint write take a
+# few milliseconds, so each lands at a different point of a step or a write); seeded, so a failure repeats.
+KILL_MOMENTS = [0.0375 * i + random.Random(i).uniform(0.0, 0.0375) for i in range(8)]
+
+
+@pytest.mark.parametrize("moment", KILL_MOMENTS, ids=[f"{m:.3f}s" for m in KILL_MOMENTS])
+def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint_and_a_lock_the_next_run_takes_over(tmp_path, capsys,
+                                                                                              moment):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1")
     process = subprocess.Popen(
@@ -193,7 +200,7 @@ def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint_and_a_lock_the_next_r
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(random.Random().uniform(0.0, 0.3))  # somewhere in a step or in a checkpoint write
+    time.sleep(moment)
     process.send_signal(signal.SIGKILL)
     process.wait()
     step = load_checkpoint(out / "checkpoint.npz")["step"]
