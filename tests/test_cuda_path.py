@@ -15,7 +15,7 @@ from npgan.checkpoint import load_checkpoint
 from npgan.cli import main
 from npgan.gan import TrainConfig, Trainer
 from npgan.gan import trainer as trainer_module
-from npgan.gan.trainer import _log_row_floats
+from npgan.gan.log import row_floats as _log_row_floats
 
 TINY = ["--dataset", "fake", "--batch-size", "8", "--ngf", "4", "--ndf", "4", "--nz", "8", "--hidden", "8",
         "--log-every", "1", "--sample-every", "100", "--checkpoint-every", "2", "--no-metrics", "--quiet"]

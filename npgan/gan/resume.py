@@ -38,7 +38,12 @@ class ResumeMismatch(ValueError):
                          "change on resume")
 
 
-class CheckpointWriteError(RuntimeError):
+class OutputWriteError(RuntimeError):
+    """A write into the run's output directory failed (disk full, unwritable directory); training stopped and the
+    last checkpoint is kept."""
+
+
+class CheckpointWriteError(OutputWriteError):
     """A checkpoint could not be written (disk full, unwritable directory); the previous one is kept."""
 
 

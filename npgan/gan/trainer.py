@@ -9,7 +9,6 @@ exactly (``npgan.gan.resume``). Sampling and the metrics at the end are in ``npg
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -20,10 +19,16 @@ import npgan
 from npgan import backend, nn, optim, runtime
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.data import TOY_DATASETS, DataLoader, load_dataset
-from npgan.gan import resume, sampling, step
+from npgan.gan import log, resume, sampling, step
 from npgan.gan.config import MODELS, VARIANTS, TrainConfig, default_steps, epochs_to_steps  # noqa: F401 (MODELS)
 from npgan.gan.nets import build_nets
-from npgan.gan.resume import RESUMABLE_SETTINGS, CheckpointWriteError, ResumeMismatch, resume_differences  # noqa: F401
+from npgan.gan.resume import (  # noqa: F401 (re-exported)
+    RESUMABLE_SETTINGS,
+    CheckpointWriteError,
+    OutputWriteError,
+    ResumeMismatch,
+    resume_differences,
+)
 from npgan.gan.sampling import load_generator, sampling_mode, save_toy_scatter  # noqa: F401 (re-exported)
 from npgan.runtime import distributed, runlock
 from npgan.runtime.interrupt import StopOnSignal, exit_status, signal_name
@@ -40,21 +45,6 @@ class TrainingInterrupted(Exception):
         self.step, self.signum, self.checkpoint = step, signum, checkpoint
         self.exit_status = exit_status(signum)
         super().__init__(f"{signal_name(signum)}: stopped at step {step}; checkpoint written to {checkpoint}")
-
-
-def _log_row_floats(row):
-    """A step's logged values as Python floats, copied off the device in one transfer (one sync, not one each)."""
-    keys = [k for k in row if k != "step"]
-    values = [row[k].data if isinstance(row[k], npgan.Tensor) else row[k] for k in keys]
-    arrays = [v for v in values if backend.is_array(v)]
-    if arrays:
-        xp = backend.get_array_module(*arrays)
-        dtype = backend.result_dtype(*(a.dtype for a in arrays))  # float32 stays float32: the same floats
-        stacked = backend.asnumpy(xp.stack([xp.reshape(a, ()).astype(dtype, copy=False) for a in arrays]))
-        on_host = iter(stacked.tolist())
-        values = [next(on_host) if backend.is_array(v) else float(v) for v in values]
-    floats = {k: float(v) for k, v in zip(keys, values)}
-    return {"step": row["step"], **floats} if "step" in row else floats
 
 
 class Trainer:
@@ -309,7 +299,7 @@ class Trainer:
         total = steps if steps is not None else self.total_steps()
         if main:
             os.makedirs(paths["samples"], exist_ok=True)
-            self._trim_metrics(paths["metrics_log"])
+            log.trim(paths["metrics_log"], self.step)
         bar = _progress_bar(self.step, total, self.progress, c.model)
         start = time.perf_counter()
         start_step = self.step
@@ -325,14 +315,13 @@ class Trainer:
                     row = self.train_step()
                     bar.update(1)
                     if self.step % c.log_every == 0 or self.step == total:
-                        floats = _log_row_floats(dict(step=self.step, **row))
+                        floats = log.row_floats(dict(step=self.step, **row))
                         self._check_finite(floats)  # every rank: its own shard's losses
                         self._watch(floats)
                         floats["time"] = round(earlier + time.perf_counter() - start, 3)
                         self.history.append(floats)
                         if main:
-                            with open(paths["metrics_log"], "a") as f:
-                                f.write(json.dumps(floats) + "\n")
+                            log.append(paths["metrics_log"], floats, self.checkpoint_step)
                         bar.set_postfix_str(_postfix(floats), refresh=False)
                     interrupted = self._stop_requested(stop)
                     sample = self.step % c.sample_every == 0 or self.step == total
@@ -343,7 +332,7 @@ class Trainer:
                     if sample and main:
                         self.save_samples()
                     if checkpoint:
-                        self._check_finite(_log_row_floats(dict(step=self.step, **row)))
+                        self._check_finite(log.row_floats(dict(step=self.step, **row)))
                         if main:
                             with (stop.saving() if stop is not None else contextlib.nullcontext()):
                                 self._write_checkpoint(paths["checkpoint"])
@@ -378,15 +367,6 @@ class Trainer:
     def evaluate(self, averaged=True, seed=0) -> dict:
         """Sample-quality metrics (``npgan.gan.metrics``) of 2,500 toy points or 1,000 digits from G."""
         return sampling.evaluate(self, averaged, seed)
-
-    def _trim_metrics(self, path):
-        """On resume, drop logged rows past the checkpoint's step (they will be logged again)."""
-        if not os.path.exists(path):
-            return
-        with open(path) as f:
-            rows = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        with open(path, "w") as f:
-            f.writelines(rows)
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

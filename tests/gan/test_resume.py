@@ -18,7 +18,7 @@ from npgan import checkpoint as checkpoint_module
 from npgan.checkpoint import load_checkpoint, save_checkpoint
 from npgan.cli import CLI_ONLY_OPTIONS, build_parser, main
 from npgan.gan import TrainConfig, Trainer
-from npgan.gan.trainer import RESUMABLE_SETTINGS, CheckpointWriteError, ResumeMismatch
+from npgan.gan.trainer import RESUMABLE_SETTINGS, CheckpointWriteError, OutputWriteError, ResumeMismatch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_FLAGS = ["--dataset", "ring8", "--hidden", "8", "--nz", "4", "--batch-size", "16", "--no-metrics", "--quiet"]
@@ -179,6 +179,37 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_failed(tmp_path
                  "--out", str(tmp_path / "cli")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("npgan: error: could not write the checkpoint of step 4") and "Traceback" not in err
+
+
+def test_a_full_disk_under_the_metrics_log_stops_the_run_saying_the_last_checkpoint_is_kept(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from npgan.gan import log
+
+    real_open = open
+    appends = []
+
+    def open_until_full(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl") and mode == "a":
+            appends.append(path)
+            if len(appends) > 3:  # steps 1-3 logged, the checkpoint of step 2 written: step 4's row fails
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(log, "open", open_until_full, raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(OutputWriteError) as err:
+        toy_trainer(out, steps=6, checkpoint_every=2, log_every=1).train()
+    message = str(err.value)
+    assert "could not add step 4 to the metrics log" in message and "No space left on device" in message
+    assert "the last checkpoint (step 2) is kept" in message and "resume" in message
+    assert load_checkpoint(out / "checkpoint.npz")["step"] == 2
+    assert not (out / "npgan.lock").exists()
+
+    appends.clear()  # the same through the CLI: one line, exit status 1
+    assert main(["train", "gan", *TOY_FLAGS, "--steps", "6", "--checkpoint-every", "2", "--log-every", "1",
+                 "--out", str(tmp_path / "cli")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("npgan: error: could not add step 4 to the metrics log") and "Traceback" not in err
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------------
