@@ -27,24 +27,38 @@ ALLOWED = {
 ENGINE = ("autograd.py", "functional.py", "gradcheck.py", "optim.py", "ops/", "nn/")
 
 
-def forbidden_imports(path: Path):
-    """(line, statement) for every import of numpy/cupy in ``path``, however it is spelled."""
+def imported_modules(path: Path, package: str = "npgan"):
+    """(line, modules) for every import in ``path``, however it is spelled: ``import a.b``, ``from a import b``
+    (both ``a`` and ``a.b``), relative imports resolved against ``package`` (the dotted package holding
+    ``path``), and ``__import__("a")`` / ``importlib.import_module("a")`` with a literal name."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
+            yield node.lineno, [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            yield node.lineno, [base] + [f"{base}.{alias.name}" for alias in node.names]
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
               in ("__import__", "import_module") and node.args and isinstance(node.args[0], ast.Constant)):
-            names = [str(node.args[0].value)]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in FORBIDDEN:
-                found.append((node.lineno, name))
+            yield node.lineno, [str(node.args[0].value)]
+
+
+def first_match(path: Path, package: str, wanted) -> list:
+    """(line, module) for every import in ``path`` that names a module ``wanted`` accepts (its first such name)."""
+    found = []
+    for line, modules in imported_modules(path, package):
+        name = next((m for m in modules if wanted(m)), None)
+        if name is not None:
+            found.append((line, name))
     return found
+
+
+def forbidden_imports(path: Path):
+    """(line, module) for every import of numpy/cupy in ``path``, however it is spelled."""
+    return first_match(path, "npgan", lambda name: name.split(".")[0] in FORBIDDEN)
 
 
 def test_the_allow_list_holds_no_engine_module():
@@ -107,27 +121,7 @@ RUNTIME_FREE = ("autograd.py", "backend.py", "functional.py", "gradcheck.py", "o
 def runtime_imports(path: Path, package: str = "npgan"):
     """(line, module) for every import of npgan.runtime (or of one of its modules) in ``path``, absolute or
     relative; ``package`` is the dotted package that holds ``path``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([base] if base else []))
-            modules = [base] + [f"{base}.{alias.name}" for alias in node.names]
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-              in ("__import__", "import_module") and node.args and isinstance(node.args[0], ast.Constant)):
-            modules = [str(node.args[0].value)]
-        else:
-            continue
-        for name in modules:
-            if name == "npgan.runtime" or name.startswith("npgan.runtime."):
-                found.append((node.lineno, name))
-                break
-    return found
+    return first_match(path, package, lambda name: name == "npgan.runtime" or name.startswith("npgan.runtime."))
 
 
 def test_no_engine_module_imports_the_runtime():
